@@ -30,6 +30,7 @@ type Info struct {
 	ID       string
 	Listener string
 	Route    string
+	Upstream string // host:port the request was forwarded to
 	Client   netip.Addr
 	Sealed   bool
 

@@ -1,0 +1,547 @@
+package appliance
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sealgate/sealgate/appliance/blocker"
+	"github.com/sealgate/sealgate/appliance/metrics"
+	"github.com/sealgate/sealgate/appliance/problem"
+	"github.com/sealgate/sealgate/appliance/reqctx"
+)
+
+// Options are the engine's fixed dependencies.
+type Options struct {
+	Logger    *slog.Logger // engine events
+	AccessLog *slog.Logger // one line per request; nil: none
+	Metrics   *metrics.Metrics
+	// Deny refuses connections from blocked sources at accept, before TLS.
+	Deny *blocker.List
+	// Outer wraps each listener's router once; the sealing endpoint uses it
+	// to serve /.well-known/sealgate/ and to unseal gateway requests.
+	Outer func(http.Handler) http.Handler
+}
+
+// Engine serves listeners with the routes of the current Spec.
+type Engine struct {
+	log     *slog.Logger
+	access  *slog.Logger
+	m       *metrics.Metrics
+	deny    *blocker.List
+	outer   func(http.Handler) http.Handler
+	tickets *ticketKeys
+	idBase  string
+	idSeq   atomic.Uint64
+
+	gen     atomic.Pointer[generation]
+	mu      sync.Mutex
+	servers map[string]*server
+	stop    chan struct{}
+	stopped bool
+	started time.Time
+}
+
+type generation struct {
+	spec      Spec
+	limits    Limits
+	listeners map[string]*listenerGen
+}
+
+type listenerGen struct {
+	name    string
+	tls     *tls.Config
+	handler http.Handler
+	routes  []*route
+}
+
+type server struct {
+	name string
+	srv  *http.Server
+	addr net.Addr
+	done chan struct{}
+}
+
+// New returns an engine with no configuration; call Apply, then Serve.
+func New(o Options) *Engine {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.Nop()
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	e := &Engine{
+		log:     o.Logger.With("component", "engine"),
+		access:  o.AccessLog,
+		m:       o.Metrics,
+		deny:    o.Deny,
+		outer:   o.Outer,
+		tickets: newTicketKeys(),
+		idBase:  hex.EncodeToString(b[:]) + "-",
+		servers: make(map[string]*server),
+		stop:    make(chan struct{}),
+		started: time.Now(),
+	}
+	return e
+}
+
+// Apply compiles spec and swaps it in. On error nothing changes. Open
+// connections keep their TLS session; new ones see the new certificates; the
+// previous generation's idle upstream connections are closed.
+func (e *Engine) Apply(spec Spec) error {
+	g, err := e.compile(spec)
+	if err != nil {
+		return err
+	}
+	var configs []*tls.Config
+	for _, l := range g.listeners {
+		configs = append(configs, l.tls)
+	}
+	e.tickets.use(configs)
+	old := e.gen.Swap(g)
+	if old == nil {
+		go e.tickets.run(g.limits.TicketRotation, e.stop)
+	} else {
+		for _, l := range old.listeners {
+			for _, rt := range l.routes {
+				rt.transport.CloseIdleConnections()
+			}
+		}
+	}
+	return nil
+}
+
+// Validate compiles spec without applying it.
+func (e *Engine) Validate(spec Spec) error {
+	_, err := e.compile(spec)
+	return err
+}
+
+func (e *Engine) compile(spec Spec) (g *generation, err error) {
+	g = &generation{spec: spec, limits: spec.Limits.withDefaults(), listeners: make(map[string]*listenerGen)}
+	for _, ls := range spec.Listeners {
+		if _, dup := g.listeners[ls.Name]; dup {
+			return nil, fmt.Errorf("listener %q defined twice", ls.Name)
+		}
+		cfg, err := buildTLS(ls.Name, ls.TLS, spec.TLS12Suites)
+		if err != nil {
+			return nil, err
+		}
+		g.listeners[ls.Name] = &listenerGen{name: ls.Name, tls: cfg}
+	}
+	muxes := make(map[string]*http.ServeMux)
+	hasRoot := make(map[string]bool)
+	for _, rs := range spec.Routes {
+		l, ok := g.listeners[rs.Listener]
+		if !ok {
+			return nil, fmt.Errorf("route %q: unknown listener %q", rs.Name, rs.Listener)
+		}
+		rt, err := newRoute(rs, g.limits, e.m)
+		if err != nil {
+			return nil, err
+		}
+		mux := muxes[rs.Listener]
+		if mux == nil {
+			mux = http.NewServeMux()
+			muxes[rs.Listener] = mux
+		}
+		if err := register(mux, rs.Match, rt); err != nil {
+			return nil, fmt.Errorf("route %q: match %q: %w", rs.Name, rs.Match, err)
+		}
+		if rs.Match == "/" {
+			hasRoot[rs.Listener] = true
+		}
+		l.routes = append(l.routes, rt)
+	}
+	for name, l := range g.listeners {
+		mux := muxes[name]
+		if mux == nil {
+			mux = http.NewServeMux()
+		}
+		if !hasRoot[name] {
+			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+				problem.Error(w, r, http.StatusNotFound, "no route matches this request")
+			})
+		}
+		var h http.Handler = mux
+		if e.outer != nil {
+			h = e.outer(h)
+		}
+		l.handler = h
+	}
+	return g, nil
+}
+
+// register adds a pattern, turning ServeMux's panics on bad or conflicting
+// patterns into errors.
+func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	mux.Handle(pattern, h)
+	return nil
+}
+
+// Serve starts serving listener name on ln in the background. ln is a plain
+// TCP listener; the engine adds TLS.
+func (e *Engine) Serve(name string, ln net.Listener) error {
+	g := e.gen.Load()
+	if g == nil {
+		return errors.New("engine has no configuration")
+	}
+	lg := g.listeners[name]
+	if lg == nil {
+		return fmt.Errorf("listener %q is not in the configuration", name)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped {
+		return errors.New("engine is shutting down")
+	}
+	if _, busy := e.servers[name]; busy {
+		return fmt.Errorf("listener %q is already served", name)
+	}
+	lim := g.limits
+	base := &tls.Config{
+		NextProtos: []string{"h2", "http/1.1"},
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			if l := e.gen.Load().listeners[name]; l != nil {
+				return l.tls, nil
+			}
+			return nil, fmt.Errorf("listener %q was removed", name)
+		},
+	}
+	s := &server{name: name, addr: ln.Addr(), done: make(chan struct{})}
+	s.srv = &http.Server{
+		Handler:           e.entry(name),
+		TLSConfig:         base,
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
+		ConnState:         e.connState(name),
+		ErrorLog:          slog.NewLogLogger(e.log.With("listener", name).Handler(), slog.LevelDebug),
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 250},
+	}
+	e.servers[name] = s
+	tl := tls.NewListener(&guardedListener{Listener: ln, deny: e.deny}, base)
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(tl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			e.log.Error("listener stopped", "listener", name, "err", err)
+		}
+	}()
+	e.log.Info("serving", "listener", name, "addr", ln.Addr().String())
+	return nil
+}
+
+// StopListener stops serving one listener, draining it within ctx.
+func (e *Engine) StopListener(ctx context.Context, name string) error {
+	e.mu.Lock()
+	s := e.servers[name]
+	delete(e.servers, name)
+	e.mu.Unlock()
+	if s == nil {
+		return fmt.Errorf("listener %q is not served", name)
+	}
+	return s.srv.Shutdown(ctx)
+}
+
+// Shutdown stops accepting on every listener and waits for in-flight requests
+// to finish until ctx ends; then it closes what is left.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.mu.Lock()
+	if !e.stopped {
+		e.stopped = true
+		close(e.stop)
+	}
+	servers := make([]*server, 0, len(e.servers))
+	for _, s := range e.servers {
+		servers = append(servers, s)
+	}
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make([]error, len(servers))
+	for i, s := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.srv.Shutdown(ctx); err != nil {
+				s.srv.Close()
+				errs[i] = fmt.Errorf("listener %q: %w", s.name, err)
+			}
+			<-s.done
+		}()
+	}
+	wg.Wait()
+	if g := e.gen.Load(); g != nil {
+		for _, l := range g.listeners {
+			for _, rt := range l.routes {
+				rt.transport.CloseIdleConnections()
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ListenerStatus is one listener as reported by status.
+type ListenerStatus struct {
+	Name       string   `json:"name"`
+	Addr       string   `json:"addr"`
+	Serving    bool     `json:"serving"`
+	MinTLS     string   `json:"min_tls"`
+	Certs      []string `json:"certificates"` // subject names, never keys
+	ClientAuth bool     `json:"client_auth"`
+	Routes     []string `json:"routes"`
+}
+
+// Status reports the listeners of the current generation.
+func (e *Engine) Status() []ListenerStatus {
+	g := e.gen.Load()
+	if g == nil {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []ListenerStatus
+	for _, ls := range g.spec.Listeners {
+		l := g.listeners[ls.Name]
+		st := ListenerStatus{Name: ls.Name, MinTLS: tlsVersionName(l.tls.MinVersion), ClientAuth: l.tls.ClientCAs != nil}
+		if s := e.servers[ls.Name]; s != nil {
+			st.Serving, st.Addr = true, s.addr.String()
+		}
+		for _, c := range l.tls.Certificates {
+			if c.Leaf != nil {
+				names := c.Leaf.DNSNames
+				if len(names) == 0 {
+					names = []string{c.Leaf.Subject.CommonName}
+				}
+				st.Certs = append(st.Certs, strings.Join(names, ","))
+			}
+		}
+		for _, rt := range l.routes {
+			st.Routes = append(st.Routes, rt.spec.Name)
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// TicketKeys reports how many TLS session ticket keys are live.
+func (e *Engine) TicketKeys() int { return e.tickets.count() }
+
+// RotateTicketKeys adds a fresh session ticket key now.
+func (e *Engine) RotateTicketKeys() { e.tickets.rotate() }
+
+// entry is the first handler of every request: request id, request context,
+// then the listener's current router, with metrics and the access log.
+func (e *Engine) entry(listener string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := e.idBase + strconv.FormatUint(e.idSeq.Add(1), 36)
+		r.Header.Set("X-Request-Id", id)
+		w.Header().Set("X-Request-Id", id)
+		info := &reqctx.Info{ID: id, Listener: listener}
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			info.Client = ap.Addr().Unmap()
+		}
+		r = r.WithContext(reqctx.With(r.Context(), info))
+		sw := &statusWriter{ResponseWriter: w}
+		var bodyIn *countingBody
+		if r.Body != nil && r.Body != http.NoBody {
+			bodyIn = &countingBody{ReadCloser: r.Body}
+			r.Body = bodyIn
+		}
+		g := e.gen.Load()
+		l := g.listeners[listener]
+		if l == nil {
+			problem.Error(sw, r, http.StatusServiceUnavailable, "listener is being removed")
+		} else {
+			l.handler.ServeHTTP(sw, r)
+		}
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		route := info.Route
+		if route == "" {
+			route = "none"
+		}
+		dur := time.Since(start)
+		code := strconv.Itoa(sw.status)
+		e.m.Requests.WithLabelValues(listener, route, code).Inc()
+		e.m.RequestDuration.WithLabelValues(listener, route).Observe(dur.Seconds())
+		if e.access != nil {
+			var in int64
+			if bodyIn != nil {
+				in = bodyIn.n
+			}
+			e.logAccess(r, info, sw, in, dur)
+		}
+	})
+}
+
+func (e *Engine) logAccess(r *http.Request, info *reqctx.Info, sw *statusWriter, in int64, dur time.Duration) {
+	attrs := make([]slog.Attr, 0, 20)
+	attrs = append(attrs,
+		slog.String("request_id", info.ID),
+		slog.String("client", r.RemoteAddr),
+		slog.String("listener", info.Listener),
+		slog.String("route", info.Route),
+		slog.String("method", r.Method),
+		slog.String("host", r.Host),
+		slog.String("path", r.URL.Path), // never the query: it may carry keys or tokens
+		slog.Int("status", sw.status),
+		slog.Int64("bytes_in", in),
+		slog.Int64("bytes_out", sw.n),
+		slog.Float64("duration_ms", float64(dur.Microseconds())/1000),
+		slog.String("proto", r.Proto),
+		slog.Bool("sealed", info.Sealed),
+	)
+	if info.Upstream != "" {
+		attrs = append(attrs, slog.String("upstream", info.Upstream))
+	}
+	if r.TLS != nil {
+		attrs = append(attrs,
+			slog.String("tls", tlsVersionName(r.TLS.Version)),
+			slog.String("cipher", tls.CipherSuiteName(r.TLS.CipherSuite)),
+			slog.String("alpn", r.TLS.NegotiatedProtocol))
+	}
+	if id := info.Identity(); id != nil {
+		attrs = append(attrs, slog.Any("identity", id))
+	}
+	if d, rule := info.Decision(); d != "" {
+		attrs = append(attrs, slog.String("decision", d), slog.String("rule", rule))
+	}
+	if f := info.DLP(); f != nil {
+		attrs = append(attrs, slog.Any("dlp", f))
+	}
+	if w := info.WAFRules(); len(w) > 0 {
+		attrs = append(attrs, slog.Any("waf_rules", w))
+	}
+	if n := info.Notes(); n != nil {
+		attrs = append(attrs, slog.Any("notes", n))
+	}
+	e.access.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs...)
+}
+
+// connState counts connections and TLS handshakes.
+func (e *Engine) connState(listener string) func(net.Conn, http.ConnState) {
+	active := e.m.ActiveConns.WithLabelValues(listener)
+	return func(c net.Conn, st http.ConnState) {
+		tc, ok := c.(*tls.Conn)
+		if !ok {
+			return
+		}
+		gc, _ := tc.NetConn().(*guardedConn)
+		switch st {
+		case http.StateNew:
+			active.Inc()
+		case http.StateActive:
+			if gc != nil && gc.counted.CompareAndSwap(false, true) {
+				e.m.TLSHandshakes.WithLabelValues(listener, tlsVersionName(tc.ConnectionState().Version), "ok").Inc()
+			}
+		case http.StateClosed, http.StateHijacked:
+			active.Dec()
+			if gc != nil && gc.counted.CompareAndSwap(false, true) {
+				cs := tc.ConnectionState()
+				if cs.HandshakeComplete {
+					e.m.TLSHandshakes.WithLabelValues(listener, tlsVersionName(cs.Version), "ok").Inc()
+				} else {
+					e.m.TLSHandshakes.WithLabelValues(listener, "unknown", "error").Inc()
+				}
+			}
+		}
+	}
+}
+
+// guardedListener drops connections from denied sources before TLS and marks
+// each connection so its handshake is counted once.
+type guardedListener struct {
+	net.Listener
+	deny *blocker.List
+}
+
+type guardedConn struct {
+	net.Conn
+	counted atomic.Bool
+}
+
+func (l *guardedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.deny != nil {
+			if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+				if _, blocked := l.deny.Blocked(ap.Addr()); blocked {
+					c.Close()
+					continue
+				}
+			}
+		}
+		return &guardedConn{Conn: c}, nil
+	}
+}
+
+// statusWriter records the status and the bytes written.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	if code == http.StatusSwitchingProtocols {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach Hijack (WebSocket) and deadlines.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+type countingBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	return n, err
+}
