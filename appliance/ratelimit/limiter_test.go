@@ -17,7 +17,7 @@ type clock struct{ ns atomic.Int64 }
 
 func newClock() *clock { return &clock{} }
 
-func (c *clock) Now() time.Time           { return time.Unix(1_700_000_000, c.ns.Load()) }
+func (c *clock) Now() time.Time          { return time.Unix(1_700_000_000, c.ns.Load()) }
 func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func TestConfigErrors(t *testing.T) {
