@@ -55,7 +55,7 @@ type Authenticator struct {
 
 // New validates cfg, loads JWKS files and starts the refreshers of JWKS URLs.
 // Close stops them.
-func New(cfg Config, opt Options) (a *Authenticator, err error) {
+func New(cfg Config, opt Options) (_ *Authenticator, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -66,7 +66,7 @@ func New(cfg Config, opt Options) (a *Authenticator, err error) {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
 	client := httpsOnly(opt.HTTPClient)
-	a = &Authenticator{forward: cfg.ForwardHeaders}
+	a := &Authenticator{forward: cfg.ForwardHeaders}
 	defer func() {
 		if err != nil {
 			a.Close()
