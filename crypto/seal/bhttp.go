@@ -557,7 +557,9 @@ func DecodeRequest(b []byte) (*Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	req.Content = content
+	if len(content) > 0 {
+		req.Content = content
+	}
 	req.Framing = normalizeChunks(d.Framing(), len(content))
 	return req, nil
 }
@@ -577,7 +579,9 @@ func DecodeResponse(b []byte) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp.Content = content
+	if len(content) > 0 {
+		resp.Content = content
+	}
 	resp.Framing = normalizeChunks(d.Framing(), len(content))
 	return resp, nil
 }
