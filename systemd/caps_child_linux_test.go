@@ -1,0 +1,369 @@
+package systemd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// childSpec is what the parent test hands to the unprivileged child.
+type childSpec struct {
+	BPFFS string `json:"bpffs"` // a bpffs mount laid out like the host's /sys/fs/bpf
+}
+
+// opResult is the outcome of one privileged operation in the child.
+type opResult struct {
+	Op      string `json:"op"`
+	Err     string `json:"err,omitempty"`
+	Perm    bool   `json:"perm,omitempty"`    // failed with EPERM or EACCES
+	Skipped string `json:"skipped,omitempty"` // a prerequisite failed
+}
+
+// childReport is the child's single line of output.
+type childReport struct {
+	CapEff  string     `json:"cap_eff"` // CapEff from /proc/self/status, hex
+	UID     int        `json:"uid"`
+	Results []opResult `json:"results"`
+}
+
+// The operations, in order. Each names the operations it needs.
+var childOps = []struct {
+	name  string
+	needs []string
+}{
+	{"bind_privileged_port", nil},
+	{"netlink_link_up", nil},
+	{"netlink_create_veth", []string{"netlink_link_up"}},
+	{"bpf_maps", nil},
+	{"sockmap", nil},
+	{"load_xdp", []string{"bpf_maps"}},
+	{"load_sk_lookup", []string{"sockmap"}},
+	{"attach_xdp", []string{"load_xdp", "netlink_create_veth"}},
+	{"attach_sk_lookup", []string{"load_sk_lookup"}},
+	{"sockmap_insert_listener", []string{"sockmap", "netlink_link_up"}},
+	{"steer_connection", []string{"attach_sk_lookup", "sockmap_insert_listener"}},
+	{"pin_objects", []string{"bpf_maps", "attach_sk_lookup", "attach_xdp"}},
+	{"reopen_pinned_map", []string{"pin_objects"}},
+}
+
+// childState carries objects from one operation to the next.
+type childState struct {
+	spec                       childSpec
+	privileged, engine         net.Listener
+	lpm, lru, counters, sockmp *ebpf.Map
+	xdp, skLookup              *ebpf.Program
+	xdpLink, skLink            link.Link
+	pinDir                     string
+}
+
+// capsChild runs in the re-executed test binary as an unprivileged user holding only the
+// ambient capabilities the parent gave it, inside a fresh network namespace. It performs
+// what the daemon does at start and prints one JSON report on stdout.
+func capsChild(specJSON string) int {
+	var spec childSpec
+	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
+		fmt.Fprintf(os.Stderr, "capability child: bad spec: %v\n", err)
+		return 2
+	}
+	st := &childState{spec: spec}
+	report := childReport{CapEff: capEff(), UID: os.Getuid()}
+	failed := map[string]bool{}
+	for _, op := range childOps {
+		res := opResult{Op: op.name}
+		for _, n := range op.needs {
+			if failed[n] {
+				res.Skipped = n
+			}
+		}
+		if res.Skipped == "" {
+			if err := st.run(op.name); err != nil {
+				res.Err = err.Error()
+				res.Perm = errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)
+			}
+		}
+		failed[op.name] = res.Err != "" || res.Skipped != ""
+		report.Results = append(report.Results, res)
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(report); err != nil {
+		fmt.Fprintf(os.Stderr, "capability child: %v\n", err)
+		return 2
+	}
+	return 0
+}
+
+// capEff returns the effective capability mask of this process.
+func capEff() string {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+// listenTCP listens without MPTCP: an MPTCP listener cannot go into a SOCKMAP.
+func listenTCP(addr string) (net.Listener, error) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	return lc.Listen(context.Background(), "tcp4", addr)
+}
+
+func (st *childState) run(op string) error {
+	switch op {
+	case "bind_privileged_port":
+		l, err := listenTCP("0.0.0.0:443")
+		st.privileged = l
+		return err
+	case "netlink_link_up":
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(lo)
+	case "netlink_create_veth":
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "sg0"}, PeerName: "sg1"}
+		if err := netlink.LinkAdd(veth); err != nil {
+			return err
+		}
+		for _, name := range []string{"sg0", "sg1"} {
+			l, err := netlink.LinkByName(name)
+			if err != nil {
+				return err
+			}
+			if err := netlink.LinkSetUp(l); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "bpf_maps":
+		return st.makeMaps()
+	case "sockmap":
+		m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "sg_sockmap", Type: ebpf.SockMap, KeySize: 4, ValueSize: 8, MaxEntries: 4})
+		st.sockmp = m
+		return err
+	case "load_xdp":
+		p, err := ebpf.NewProgram(xdpSpec(st.lpm, st.lru, st.counters))
+		st.xdp = p
+		return err
+	case "load_sk_lookup":
+		p, err := ebpf.NewProgram(skLookupSpec(st.sockmp))
+		st.skLookup = p
+		return err
+	case "attach_xdp":
+		iface, err := net.InterfaceByName("sg0")
+		if err != nil {
+			return err
+		}
+		l, err := link.AttachXDP(link.XDPOptions{Program: st.xdp, Interface: iface.Index, Flags: link.XDPDriverMode})
+		if err != nil {
+			l, err = link.AttachXDP(link.XDPOptions{Program: st.xdp, Interface: iface.Index, Flags: link.XDPGenericMode})
+		}
+		st.xdpLink = l
+		return err
+	case "attach_sk_lookup":
+		ns, err := os.Open("/proc/self/ns/net")
+		if err != nil {
+			return err
+		}
+		defer ns.Close()
+		l, err := link.AttachNetNs(int(ns.Fd()), st.skLookup)
+		st.skLink = l
+		return err
+	case "sockmap_insert_listener":
+		l, err := listenTCP("127.0.0.1:8443")
+		if err != nil {
+			return err
+		}
+		st.engine = l
+		raw, err := l.(*net.TCPListener).SyscallConn()
+		if err != nil {
+			return err
+		}
+		var putErr error
+		if err := raw.Control(func(fd uintptr) { putErr = st.sockmp.Put(uint32(0), uint64(fd)) }); err != nil {
+			return err
+		}
+		return putErr
+	case "steer_connection":
+		return st.steer()
+	case "pin_objects":
+		return st.pin()
+	case "reopen_pinned_map":
+		m, err := ebpf.LoadPinnedMap(filepath.Join(st.pinDir, "blocklist"), nil)
+		if err != nil {
+			return err
+		}
+		return m.Close()
+	}
+	return fmt.Errorf("unknown operation %q", op)
+}
+
+// makeMaps creates the map kinds the guard uses: an LPM-trie blocklist, an LRU hash of
+// token buckets and per-CPU counters. LPM trie and LRU hash need CAP_BPF.
+func (st *childState) makeMaps() error {
+	var err error
+	if st.lpm, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sg_block", Type: ebpf.LPMTrie, KeySize: 8, ValueSize: 8, MaxEntries: 64, Flags: unix.BPF_F_NO_PREALLOC}); err != nil {
+		return fmt.Errorf("lpm trie: %w", err)
+	}
+	if st.lru, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sg_buckets", Type: ebpf.LRUHash, KeySize: 4, ValueSize: 8, MaxEntries: 64}); err != nil {
+		return fmt.Errorf("lru hash: %w", err)
+	}
+	if st.counters, err = ebpf.NewMap(&ebpf.MapSpec{Name: "sg_counters", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: 1}); err != nil {
+		return fmt.Errorf("per-cpu array: %w", err)
+	}
+	return nil
+}
+
+// xdpSpec is a small guard: IPv4 source looked up in an LPM blocklist whose value is an
+// expiry compared with bpf_ktime_get_ns, a per-source LRU counter and a per-CPU counter.
+func xdpSpec(lpm, lru, counters *ebpf.Map) *ebpf.ProgramSpec {
+	return &ebpf.ProgramSpec{
+		Name:    "sg_guard",
+		Type:    ebpf.XDP,
+		License: "Dual MIT/GPL",
+		Instructions: asm.Instructions{
+			asm.LoadMem(asm.R2, asm.R1, 0, asm.Word), // data
+			asm.LoadMem(asm.R3, asm.R1, 4, asm.Word), // data_end
+			asm.Mov.Reg(asm.R4, asm.R2),
+			asm.Add.Imm(asm.R4, 34), // Ethernet + IPv4 header
+			asm.JGT.Reg(asm.R4, asm.R3, "pass"),
+			asm.LoadMem(asm.R5, asm.R2, 26, asm.Word), // IPv4 source
+			asm.StoreImm(asm.RFP, -8, 32, asm.Word),   // LPM prefix length
+			asm.StoreMem(asm.RFP, -4, asm.R5, asm.Word),
+			asm.StoreMem(asm.RFP, -16, asm.R5, asm.Word),
+			asm.LoadMapPtr(asm.R1, lpm.FD()),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -8),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "rate"),
+			asm.LoadMem(asm.R6, asm.R0, 0, asm.DWord), // expiry
+			asm.FnKtimeGetNs.Call(),
+			asm.JGT.Reg(asm.R0, asm.R6, "rate"),
+			asm.Mov.Imm(asm.R0, 1), // XDP_DROP
+			asm.Return(),
+			asm.LoadMapPtr(asm.R1, lru.FD()).WithSymbol("rate"),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -16),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "count"),
+			asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+			asm.Add.Imm(asm.R1, 1),
+			asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
+			asm.StoreImm(asm.RFP, -20, 0, asm.Word).WithSymbol("count"),
+			asm.LoadMapPtr(asm.R1, counters.FD()),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -20),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "pass"),
+			asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+			asm.Add.Imm(asm.R1, 1),
+			asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
+			asm.Mov.Imm(asm.R0, 2).WithSymbol("pass"), // XDP_PASS
+			asm.Return(),
+		},
+	}
+}
+
+// skLookupSpec steers every TCP lookup for local port 443 to the socket in sockmap[0],
+// failing closed (SK_DROP) when the slot is empty, as bpf/steer.c does.
+func skLookupSpec(sockmap *ebpf.Map) *ebpf.ProgramSpec {
+	return &ebpf.ProgramSpec{
+		Name:       "sg_steer",
+		Type:       ebpf.SkLookup,
+		AttachType: ebpf.AttachSkLookup,
+		License:    "Dual MIT/GPL",
+		Instructions: asm.Instructions{
+			asm.Mov.Reg(asm.R6, asm.R1),
+			asm.LoadMem(asm.R2, asm.R1, 60, asm.Word), // bpf_sk_lookup.local_port
+			asm.JNE.Imm(asm.R2, 443, "pass"),
+			asm.StoreImm(asm.RFP, -4, 0, asm.Word),
+			asm.LoadMapPtr(asm.R1, sockmap.FD()),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -4),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "drop"),
+			asm.Mov.Reg(asm.R7, asm.R0),
+			asm.Mov.Reg(asm.R1, asm.R6),
+			asm.Mov.Reg(asm.R2, asm.R7),
+			asm.Mov.Imm(asm.R3, 0),
+			asm.FnSkAssign.Call(),
+			asm.Mov.Reg(asm.R8, asm.R0),
+			asm.Mov.Reg(asm.R1, asm.R7),
+			asm.FnSkRelease.Call(),
+			asm.JNE.Imm(asm.R8, 0, "drop"),
+			asm.Ja.Label("pass"),
+			asm.Mov.Imm(asm.R0, 0).WithSymbol("drop"), // SK_DROP
+			asm.Return(),
+			asm.Mov.Imm(asm.R0, 1).WithSymbol("pass"), // SK_PASS
+			asm.Return(),
+		},
+	}
+}
+
+// steer dials port 443 and expects the engine listener (port 8443) to accept it, although
+// another socket is bound to port 443 when bind_privileged_port succeeded.
+func (st *childState) steer() error {
+	tl := st.engine.(*net.TCPListener)
+	if err := tl.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		return err
+	}
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := tl.Accept()
+		if err == nil {
+			_, port, _ := net.SplitHostPort(c.LocalAddr().String())
+			if port != "443" {
+				err = fmt.Errorf("engine accepted a connection to port %s, want 443", port)
+			}
+			c.Close()
+		}
+		accepted <- err
+	}()
+	c, err := net.DialTimeout("tcp4", "127.0.0.1:443", 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("dialing the steered port: %w", err)
+	}
+	defer c.Close()
+	if err := <-accepted; err != nil {
+		return fmt.Errorf("engine listener did not get the steered connection: %w", err)
+	}
+	return nil
+}
+
+// pin stores the blocklist map and both links under <bpffs>/sealgate/<netns-inode>/, the
+// layout the daemon uses, so that the next daemon instance can pick them up.
+func (st *childState) pin() error {
+	var ns syscall.Stat_t
+	if err := syscall.Stat("/proc/self/ns/net", &ns); err != nil {
+		return err
+	}
+	st.pinDir = filepath.Join(st.spec.BPFFS, "sealgate", strconv.FormatUint(ns.Ino, 10))
+	if err := os.Mkdir(st.pinDir, 0o700); err != nil {
+		return err
+	}
+	if err := st.lpm.Pin(filepath.Join(st.pinDir, "blocklist")); err != nil {
+		return err
+	}
+	if err := st.skLink.Pin(filepath.Join(st.pinDir, "steer_link")); err != nil {
+		return err
+	}
+	return st.xdpLink.Pin(filepath.Join(st.pinDir, "guard_link_sg0"))
+}
