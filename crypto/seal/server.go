@@ -407,47 +407,58 @@ func (s *Server) generationFor(id uint8, kem KEMID) (hpke.PrivateKey, error) {
 	return nil, fmt.Errorf("key %d: %w", id, ErrUnknownKey)
 }
 
-// OpenSession handles a session request (media type MediaTypeSession) and
-// returns the session response to send back.
-func (s *Server) OpenSession(body []byte) ([]byte, SessionInfo, error) {
+// openSessionRequest authenticates a session request and derives the
+// session secrets from it.
+func (s *Server) openSessionRequest(body []byte) (_ *SessionSecrets, keyID uint8, kem KEMID, aead AEADID, err error) {
+	fail := func(err error) (*SessionSecrets, uint8, KEMID, AEADID, error) { return nil, 0, 0, 0, err }
 	if len(body) < sessionHeaderLen {
-		return nil, SessionInfo{}, fmt.Errorf("%w: session request of %d bytes", ErrMalformed, len(body))
+		return fail(fmt.Errorf("%w: session request of %d bytes", ErrMalformed, len(body)))
 	}
 	if body[0] != Version {
-		return nil, SessionInfo{}, fmt.Errorf("%w: session request version %d", ErrUnsupported, body[0])
+		return fail(fmt.Errorf("%w: session request version %d", ErrUnsupported, body[0]))
 	}
-	keyID := body[1]
-	kem := KEMID(binary.BigEndian.Uint16(body[2:]))
+	keyID = body[1]
+	kem = KEMID(binary.BigEndian.Uint16(body[2:]))
 	kdf := KDFID(binary.BigEndian.Uint16(body[4:]))
-	aead := AEADID(binary.BigEndian.Uint16(body[6:]))
+	aead = AEADID(binary.BigEndian.Uint16(body[6:]))
 	if kdf != KDFHKDFSHA256 {
-		return nil, SessionInfo{}, fmt.Errorf("%w: KDF 0x%04x", ErrUnsupported, uint16(kdf))
+		return fail(fmt.Errorf("%w: KDF 0x%04x", ErrUnsupported, uint16(kdf)))
 	}
 	if !slices.Contains(s.cfg.AEADs, aead) {
-		return nil, SessionInfo{}, fmt.Errorf("%w: AEAD 0x%04x is not offered", ErrUnsupported, uint16(aead))
+		return fail(fmt.Errorf("%w: AEAD 0x%04x is not offered", ErrUnsupported, uint16(aead)))
 	}
 	priv, err := s.generationFor(keyID, kem)
 	if err != nil {
-		return nil, SessionInfo{}, err
+		return fail(err)
 	}
 	nenc := kem.encLen()
 	if len(body) < sessionHeaderLen+nenc+TagLen {
-		return nil, SessionInfo{}, fmt.Errorf("%w: session request too short for its KEM", ErrMalformed)
+		return fail(fmt.Errorf("%w: session request too short for its KEM", ErrMalformed))
 	}
 	ha, _ := aead.hpke()
 	hdr := body[:sessionHeaderLen]
 	rcpt, err := hpke.NewRecipient(body[sessionHeaderLen:sessionHeaderLen+nenc], priv, hpke.HKDFSHA256(), ha, sessionInfo(hdr))
 	if err != nil {
-		return nil, SessionInfo{}, fmt.Errorf("session request: %w", ErrDecrypt)
+		return fail(fmt.Errorf("session request: %w", ErrDecrypt))
 	}
 	pt, err := rcpt.Open(nil, body[sessionHeaderLen+nenc:])
 	if err != nil {
-		return nil, SessionInfo{}, fmt.Errorf("session request: %w", ErrDecrypt)
+		return fail(fmt.Errorf("session request: %w", ErrDecrypt))
 	}
 	if len(pt) != 1 || pt[0] != 0 {
-		return nil, SessionInfo{}, fmt.Errorf("%w: session options %x", ErrUnsupported, pt)
+		return fail(fmt.Errorf("%w: session options %x", ErrUnsupported, pt))
 	}
 	secrets, err := deriveSecrets(rcpt, aead)
+	if err != nil {
+		return fail(err)
+	}
+	return secrets, keyID, kem, aead, nil
+}
+
+// OpenSession handles a session request (media type MediaTypeSession) and
+// returns the session response to send back.
+func (s *Server) OpenSession(body []byte) ([]byte, SessionInfo, error) {
+	secrets, keyID, kem, aead, err := s.openSessionRequest(body)
 	if err != nil {
 		return nil, SessionInfo{}, err
 	}
