@@ -1,0 +1,61 @@
+package dlp
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"testing"
+)
+
+// rec is a finding as the tests see it.
+type rec struct {
+	Kind Kind
+	Sec  secretType
+	Off  int64
+}
+
+func (r rec) String() string { return fmt.Sprintf("%s(%s)@%d", r.Kind, r.Sec, r.Off) }
+
+type collect struct {
+	out   bytes.Buffer
+	finds []rec
+}
+
+func (c *collect) emit(p []byte) error { c.out.Write(p); return nil }
+func (c *collect) found(k Kind, sec secretType, off int64) error {
+	c.finds = append(c.finds, rec{k, sec, off})
+	return nil
+}
+
+func mustCompile(t testing.TB, cfg Config) *compiled {
+	t.Helper()
+	cc, err := cfg.compile()
+	if err != nil {
+		t.Fatalf("compile: %v", err)
+	}
+	return cc
+}
+
+// scanSplit scans body cut at the given offsets and returns the output and
+// the findings in offset order.
+func scanSplit(t testing.TB, cc *compiled, isJSON bool, body []byte, cuts ...int) ([]byte, []rec) {
+	t.Helper()
+	var c collect
+	var s scanner
+	s.reset(cc, isJSON, &c, &c)
+	prev := 0
+	for _, cut := range cuts {
+		if err := s.write(body[prev:cut]); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		prev = cut
+	}
+	if err := s.write(body[prev:]); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if err := s.close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	slices.SortFunc(c.finds, func(a, b rec) int { return int(a.Off - b.Off) })
+	return c.out.Bytes(), c.finds
+}

@@ -1,0 +1,284 @@
+package dlp
+
+// maxJSONDepth bounds the container stack of the JSON field tracker; deeper
+// documents stop field tracking (pattern detectors keep running).
+const maxJSONDepth = 256
+
+type jsonState uint8
+
+const (
+	jValue    jsonState = iota // expecting a value
+	jKeyOrEnd                  // in an object, expecting a key or '}'
+	jColon                     // after a key
+	jAfter                     // after a value
+	jString                    // inside a string
+	jEscape                    // after a backslash in a string
+	jNumber                    // inside a number
+	jLiteral                   // inside true, false or null
+	jBroken                    // not JSON: tracking stopped
+)
+
+// jsonTracker follows the structure of a JSON (or NDJSON) body byte by byte
+// and marks the values of configured keys as field spans. It needs no
+// lookahead: a span opens at a value's first byte and closes at its last, so
+// a value of any length is masked as it streams.
+type jsonTracker struct {
+	active    bool
+	names     []string
+	state     jsonState
+	stack     [maxJSONDepth]byte // 'o' object, 'a' array
+	depth     int
+	isKey     bool
+	key       [maxFieldName]byte
+	keyLen    int
+	keyBad    bool
+	keyMatch  bool
+	pending   bool // the next value belongs to a configured key
+	flagDepth int  // > 0: every scalar at this depth or deeper is flagged
+	strFlag   bool // the current string value is flagged
+	spanOpen  bool
+}
+
+func (t *jsonTracker) reset(cc *compiled, active bool) {
+	*t = jsonTracker{active: active}
+	if cc != nil {
+		t.names = cc.fields
+	}
+}
+
+func (t *jsonTracker) flagged() bool {
+	return t.pending || (t.flagDepth > 0 && t.depth >= t.flagDepth)
+}
+
+// open starts a field span at off.
+func (t *jsonTracker) open(s *scanner, off int64, style maskStyle) error {
+	t.spanOpen = true
+	mask := s.cc.action[KindField] == ActionRedact
+	s.fields = append(s.fields, finding{start: off, end: off, keep: 1<<63 - 1, style: style, open: true, mask: mask})
+	return s.rep.found(KindField, secNone, off)
+}
+
+// close ends the open field span before off.
+func (t *jsonTracker) close(s *scanner, off int64) {
+	if !t.spanOpen {
+		return
+	}
+	t.spanOpen = false
+	f := &s.fields[len(s.fields)-1]
+	f.end = off
+	f.open = false
+}
+
+// end is called at the end of the body.
+func (t *jsonTracker) end(s *scanner, off int64) {
+	t.close(s, off)
+}
+
+func (t *jsonTracker) push(c byte) bool {
+	if t.depth == maxJSONDepth {
+		return false
+	}
+	t.stack[t.depth] = c
+	t.depth++
+	return true
+}
+
+func (t *jsonTracker) pop(c byte) bool {
+	if t.depth == 0 || t.stack[t.depth-1] != c {
+		return false
+	}
+	t.depth--
+	if t.flagDepth > 0 && t.depth < t.flagDepth {
+		t.flagDepth = 0
+	}
+	return true
+}
+
+func (t *jsonTracker) afterValue() {
+	t.state = jAfter
+}
+
+func (t *jsonTracker) matchKey() bool {
+	if t.keyBad {
+		return false
+	}
+	k := t.key[:t.keyLen]
+	for _, n := range t.names {
+		if string(k) == n {
+			return true
+		}
+	}
+	return false
+}
+
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// feed tracks p, whose first byte is at stream offset off.
+func (t *jsonTracker) feed(s *scanner, p []byte, off int64) error {
+	for x := 0; x < len(p); x++ {
+		c := p[x]
+	again:
+		switch t.state {
+		case jString:
+			if !t.isKey && !t.strFlag {
+				for x < len(p) && p[x] != '"' && p[x] != '\\' {
+					x++
+				}
+				if x == len(p) {
+					return nil
+				}
+				c = p[x]
+			}
+			switch {
+			case c == '"':
+				if t.isKey {
+					t.keyMatch = t.matchKey()
+					t.state = jColon
+				} else {
+					t.close(s, off+int64(x))
+					t.afterValue()
+				}
+			default:
+				if c == '\\' {
+					t.state = jEscape
+				}
+				if t.isKey {
+					if t.keyLen < len(t.key) && c != '\\' {
+						if c >= 'A' && c <= 'Z' {
+							c |= 0x20
+						}
+						t.key[t.keyLen] = c
+						t.keyLen++
+					} else {
+						t.keyBad = true
+					}
+				} else if t.strFlag && !t.spanOpen {
+					if err := t.open(s, off+int64(x), styleAll); err != nil {
+						return err
+					}
+				}
+			}
+		case jEscape:
+			// Any byte after '\' is content; \uXXXX digits are never quotes.
+			t.state = jString
+		case jNumber:
+			if isDigit(c) || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-' {
+				continue
+			}
+			t.close(s, off+int64(x))
+			t.afterValue()
+			goto again
+		case jLiteral:
+			if c >= 'a' && c <= 'z' {
+				continue
+			}
+			t.afterValue()
+			goto again
+		case jValue:
+			if isJSONSpace(c) {
+				continue
+			}
+			flag := t.flagged()
+			t.pending = false
+			switch {
+			case c == '"':
+				t.state, t.isKey, t.strFlag = jString, false, flag
+			case c == '{' || c == '[':
+				kind := byte('a')
+				if c == '{' {
+					kind = 'o'
+				}
+				if !t.push(kind) {
+					t.broken(s, off+int64(x))
+					return nil
+				}
+				if flag && t.flagDepth == 0 {
+					t.flagDepth = t.depth
+				}
+				if c == '{' {
+					t.state = jKeyOrEnd
+				}
+			case c == ']':
+				if !t.pop('a') {
+					t.broken(s, off+int64(x))
+					return nil
+				}
+				t.afterValue()
+			case c == '-' || isDigit(c):
+				t.state = jNumber
+				if flag {
+					if err := t.open(s, off+int64(x), styleNumber); err != nil {
+						return err
+					}
+				}
+			case c == 't' || c == 'f' || c == 'n':
+				t.state = jLiteral
+			default:
+				t.broken(s, off+int64(x))
+				return nil
+			}
+		case jKeyOrEnd:
+			switch {
+			case isJSONSpace(c):
+			case c == '"':
+				t.state, t.isKey, t.keyLen, t.keyBad = jString, true, 0, false
+			case c == '}':
+				if !t.pop('o') {
+					t.broken(s, off+int64(x))
+					return nil
+				}
+				t.afterValue()
+			default:
+				t.broken(s, off+int64(x))
+				return nil
+			}
+		case jColon:
+			switch {
+			case isJSONSpace(c):
+			case c == ':':
+				t.state = jValue
+				t.pending = t.keyMatch
+			default:
+				t.broken(s, off+int64(x))
+				return nil
+			}
+		case jAfter:
+			switch {
+			case isJSONSpace(c):
+			case c == ',' && t.depth > 0:
+				if t.stack[t.depth-1] == 'o' {
+					t.state = jKeyOrEnd
+				} else {
+					t.state = jValue
+				}
+			case c == '}':
+				if !t.pop('o') {
+					t.broken(s, off+int64(x))
+					return nil
+				}
+			case c == ']':
+				if !t.pop('a') {
+					t.broken(s, off+int64(x))
+					return nil
+				}
+			case t.depth == 0:
+				// NDJSON or concatenated documents: the next value.
+				t.state = jValue
+				goto again
+			default:
+				t.broken(s, off+int64(x))
+				return nil
+			}
+		case jBroken:
+			return nil
+		}
+	}
+	return nil
+}
+
+// broken stops tracking: the body is not JSON.
+func (t *jsonTracker) broken(s *scanner, off int64) {
+	t.close(s, off)
+	t.state = jBroken
+	t.active = false
+}
