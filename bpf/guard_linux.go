@@ -20,8 +20,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const xdpPinPrefix = "xdp_"
-
 // Guard is the loaded XDP guard of one network namespace: its attachments, blocklist, rate limits and
 // counters. Its methods are safe for concurrent use.
 type Guard struct {

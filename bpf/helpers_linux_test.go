@@ -72,3 +72,5 @@ func whoAnswers(addr string) (string, error) {
 func isRefused(err error) bool {
 	return errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ECONNRESET)
 }
+
+func newNS(tb testing.TB) *netnstest.NS { return netnstest.New(tb) }

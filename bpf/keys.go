@@ -198,3 +198,17 @@ func ProtectedPorts(bindings []Binding) []uint16 {
 	slices.Sort(out)
 	return out
 }
+
+// xdpPinPrefix starts the pin names of the guard's XDP links.
+const xdpPinPrefix = "xdp_"
+
+// pinName turns an interface name into a bpffs file name: bpffs refuses dots, interface names refuse
+// colons.
+func pinName(prefix, iface string) string {
+	return prefix + strings.ReplaceAll(iface, ".", ":")
+}
+
+func ifaceFromPin(prefix, name string) (string, bool) {
+	s, ok := strings.CutPrefix(name, prefix)
+	return strings.ReplaceAll(s, ":", "."), ok && s != ""
+}

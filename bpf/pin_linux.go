@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -216,15 +215,4 @@ func Cleanup(opts Options) error {
 		_ = os.Remove(root)
 	}
 	return nil
-}
-
-// pinName turns an interface name into a bpffs file name: bpffs refuses dots, interface names refuse
-// colons.
-func pinName(prefix, iface string) string {
-	return prefix + strings.ReplaceAll(iface, ".", ":")
-}
-
-func ifaceFromPin(prefix, name string) (string, bool) {
-	s, ok := strings.CutPrefix(name, prefix)
-	return strings.ReplaceAll(s, ":", "."), ok && s != ""
 }
