@@ -84,13 +84,10 @@ func (d *Daemon) rememberListener(name, addr string, ln net.Listener) {
 	if !d.notify.enabled() {
 		return
 	}
-	f, err := listenerFile(ln)
+	err := withListenerFDs([]net.Listener{ln}, func(fds []int) error {
+		return d.notify.send("FDSTORE=1\nFDNAME="+fdName(name), fds...)
+	})
 	if err != nil {
-		d.log.Warn("listening socket not stored for restart", "listener", name, "err", err)
-		return
-	}
-	defer f.Close()
-	if err := d.notify.send("FDSTORE=1\nFDNAME="+fdName(name), int(f.Fd())); err != nil {
 		d.log.Warn("listening socket not stored for restart", "listener", name, "err", err)
 	}
 }
@@ -102,10 +99,37 @@ func (d *Daemon) forgetListener(name string, _ *boundListener) {
 	}
 }
 
-func listenerFile(ln net.Listener) (*os.File, error) {
-	fl, ok := ln.(interface{ File() (*os.File, error) })
-	if !ok {
-		return nil, fmt.Errorf("listener %T has no file descriptor", ln)
+// withListenerFDs calls fn with the listeners' own descriptors. It uses
+// SyscallConn rather than File().Fd(): Fd would switch the shared file
+// description to blocking mode and wedge the accept loop.
+func withListenerFDs(lns []net.Listener, fn func(fds []int) error) error {
+	var fds []int
+	var raws []syscall.RawConn
+	for _, ln := range lns {
+		sc, ok := ln.(syscall.Conn)
+		if !ok {
+			return fmt.Errorf("listener %T has no file descriptor", ln)
+		}
+		raw, err := sc.SyscallConn()
+		if err != nil {
+			return err
+		}
+		raws = append(raws, raw)
 	}
-	return fl.File()
+	// Nest Control calls so every descriptor stays valid while fn runs.
+	var run func(i int) error
+	run = func(i int) error {
+		if i == len(raws) {
+			return fn(fds)
+		}
+		var ferr error
+		if err := raws[i].Control(func(fd uintptr) {
+			fds = append(fds, int(fd))
+			ferr = run(i + 1)
+		}); err != nil {
+			return err
+		}
+		return ferr
+	}
+	return run(0)
 }

@@ -66,29 +66,19 @@ func (d *Daemon) serveHandover(stateDir string) {
 func (d *Daemon) giveListeners(c *net.UnixConn) error {
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	var msg handoverMsg
-	var fds []int
-	var files []*os.File
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
+	var lns []net.Listener
 	d.mu.Lock()
 	for name, bl := range d.listeners {
-		f, err := listenerFile(bl.ln)
-		if err != nil {
-			d.mu.Unlock()
-			return err
-		}
-		files = append(files, f)
-		fds = append(fds, int(f.Fd()))
+		lns = append(lns, bl.ln)
 		msg.Names = append(msg.Names, name)
 		msg.Addrs = append(msg.Addrs, bl.addr)
 	}
 	d.mu.Unlock()
 	b, _ := json.Marshal(msg)
-	_, _, err := c.WriteMsgUnix(b, unix.UnixRights(fds...), nil)
-	return err
+	return withListenerFDs(lns, func(fds []int) error {
+		_, _, err := c.WriteMsgUnix(b, unix.UnixRights(fds...), nil)
+		return err
+	})
 }
 
 // fetchHandover asks a running predecessor for its sockets. It returns none

@@ -2,9 +2,9 @@ package daemon
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -22,12 +22,11 @@ func newNotifier() *notifier {
 
 func (n *notifier) enabled() bool { return n != nil && n.addr != "" }
 
-func (n *notifier) socketAddr() *net.UnixAddr {
-	name := n.addr
-	if name[0] == '@' { // abstract namespace
-		name = "\x00" + name[1:]
+func (n *notifier) socketName() string {
+	if n.addr[0] == '@' { // abstract namespace
+		return "\x00" + n.addr[1:]
 	}
-	return &net.UnixAddr{Name: name, Net: "unixgram"}
+	return n.addr
 }
 
 // send writes one state string ("READY=1", "STOPPING=1", ...), with fds
@@ -36,17 +35,17 @@ func (n *notifier) send(state string, fds ...int) error {
 	if !n.enabled() {
 		return nil
 	}
-	conn, err := net.DialUnix("unixgram", nil, n.socketAddr())
+	sock, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("sd_notify: %w", err)
 	}
-	defer conn.Close()
+	defer unix.Close(sock)
 	var oob []byte
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
-	if _, _, err := conn.WriteMsgUnix([]byte(state), oob, nil); err != nil {
-		return fmt.Errorf("sd_notify %q: %w", state, err)
+	if err := unix.Sendmsg(sock, []byte(state), oob, &unix.SockaddrUnix{Name: n.socketName()}, 0); err != nil {
+		return fmt.Errorf("sd_notify %q: %w", strings.SplitN(state, "\n", 2)[0], err)
 	}
 	return nil
 }

@@ -1,0 +1,495 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/sealgate/sealgate/daemon/config"
+	"github.com/sealgate/sealgate/internal/testpki"
+)
+
+// testDaemon runs a daemon on a config file in a temp dir.
+type testDaemon struct {
+	d       *Daemon
+	dir     string
+	cfgPath string
+	ca      *testpki.CA
+	cancel  context.CancelFunc
+	done    chan error
+	logs    *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+const testConfig = `[daemon]
+state_dir = "%[1]s/state"
+admin_socket = "%[1]s/admin.sock"
+admin_group = "sealgate-test-admins"
+%[4]s
+[[listener]]
+name = "api"
+listen = "127.0.0.1:0"
+[listener.tls]
+certs = [{ cert = "%[2]s", key = "%[3]s" }]
+
+[[route]]
+name = "api"
+match = "/"
+upstream = "%[5]s"
+
+[[route]]
+name = "dead"
+match = "/dead/"
+upstream = "http://127.0.0.1:1"
+`
+
+func writeConfig(t *testing.T, dir, cert, key, upstream, extra string) string {
+	t.Helper()
+	p := filepath.Join(dir, "sealgate.toml")
+	if err := os.WriteFile(p, []byte(fmt.Sprintf(testConfig, dir, cert, key, extra, upstream)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func startDaemon(t *testing.T, upstream http.Handler, signals bool) *testDaemon {
+	t.Helper()
+	if upstream == nil {
+		upstream = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "upstream ok") })
+	}
+	up := httptest.NewServer(upstream)
+	t.Cleanup(up.Close)
+	dir, err := os.MkdirTemp("", "sgd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	ca := testpki.NewCA(t, "test")
+	cert, key := ca.Leaf(t, "localhost", "localhost", "127.0.0.1")
+	td := &testDaemon{dir: dir, ca: ca, done: make(chan error, 1), logs: &syncBuffer{}}
+	td.cfgPath = writeConfig(t, dir, cert, key, up.URL, "")
+	d, err := New(Options{Load: func() (*config.Config, error) { return config.Load(td.cfgPath) }, Stdout: td.logs, Signals: signals})
+	if err != nil {
+		t.Fatal(err)
+	}
+	td.d = d
+	ctx, cancel := context.WithCancel(context.Background())
+	td.cancel = cancel
+	go func() { td.done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-td.done:
+		case <-time.After(10 * time.Second):
+			t.Error("daemon did not stop")
+		}
+	})
+	waitFor(t, func() bool { return d.Addr("api") != "" && fileExists(filepath.Join(dir, "admin.sock")) })
+	return td
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatal("condition not reached in 5s")
+}
+
+func (td *testDaemon) client(h2 bool) *http.Client {
+	tc := &tls.Config{RootCAs: td.ca.Pool, ServerName: "localhost"}
+	if !h2 {
+		tc.NextProtos = []string{"http/1.1"}
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: h2}, Timeout: 10 * time.Second}
+}
+
+func (td *testDaemon) get(t *testing.T, c *http.Client, path string) *http.Response {
+	t.Helper()
+	resp, err := c.Get("https://" + td.d.Addr("api") + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+func (td *testDaemon) cli(args ...string) (stdout, stderr string, code int) {
+	var o, e bytes.Buffer
+	code = Main(append(args[:1:1], append([]string{"--socket", filepath.Join(td.dir, "admin.sock")}, args[1:]...)...), &o, &e)
+	return o.String(), e.String(), code
+}
+
+func TestReloadRefusesBrokenConfig(t *testing.T) {
+	td := startDaemon(t, nil, false)
+	c := td.client(false)
+	if r := td.get(t, c, "/x"); r.StatusCode != 200 {
+		t.Fatalf("status %d", r.StatusCode)
+	}
+	good, _ := os.ReadFile(td.cfgPath)
+	os.WriteFile(td.cfgPath, append(good, []byte("\n[[route]]\nname = \"broken\"\nmatch = \"/b/\"\nupstream = \"gopher://nope\"\n")...), 0o600)
+	out, errOut, code := td.cli("reload")
+	if code != 1 || !strings.Contains(errOut, "route[2].upstream") {
+		t.Fatalf("reload of a broken config: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if r := td.get(t, c, "/x"); r.StatusCode != 200 {
+		t.Fatalf("after a refused reload: status %d", r.StatusCode)
+	}
+	st := td.d.Status()
+	if st.Reload.OK || !strings.Contains(st.Reload.Error, "route[2].upstream") {
+		t.Fatalf("status does not show the refused reload: %+v", st.Reload)
+	}
+	out, _, _ = td.cli("status")
+	if !strings.Contains(out, "REFUSED") {
+		t.Fatalf("sealgate status does not show the refusal:\n%s", out)
+	}
+	os.WriteFile(td.cfgPath, good, 0o600)
+	if _, errOut, code := td.cli("reload"); code != 0 {
+		t.Fatalf("good reload failed: %s", errOut)
+	}
+	if st := td.d.Status(); !st.Reload.OK {
+		t.Fatalf("status after good reload: %+v", st.Reload)
+	}
+}
+
+func TestCertificateRotationOnSIGHUP(t *testing.T) {
+	td := startDaemon(t, nil, true)
+	h2 := td.client(true)
+	first := td.get(t, h2, "/x").TLS.PeerCertificates[0].SerialNumber
+	// Replace the certificate files in place, as certbot would.
+	cfg := td.d.Config()
+	newCert, newKey := td.ca.Leaf(t, "localhost", "localhost", "127.0.0.1")
+	for _, p := range [][2]string{{newCert, cfg.Listeners[0].TLS.Certs[0].Cert}, {newKey, cfg.Listeners[0].TLS.Certs[0].Key}} {
+		b, _ := os.ReadFile(p[0])
+		os.WriteFile(p[1], b, 0o600)
+	}
+	before := td.d.Status().Reload.Count
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	waitFor(t, func() bool { return td.d.Status().Reload.Count > before })
+	if r := td.get(t, h2, "/x"); r.StatusCode != 200 || r.TLS.PeerCertificates[0].SerialNumber.Cmp(first) != 0 {
+		t.Fatal("the open h2 connection broke or changed certificate across the reload")
+	}
+	if fresh := td.get(t, td.client(true), "/x").TLS.PeerCertificates[0].SerialNumber; fresh.Cmp(first) == 0 {
+		t.Fatal("a new connection still sees the old certificate")
+	}
+}
+
+func TestNotifyAndDrain(t *testing.T) {
+	dir, _ := os.MkdirTemp("", "sgn")
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "notify.sock")
+	pc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	msgs := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := pc.Read(buf)
+			if err != nil {
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	var td *testDaemon
+	expect := func(prefix string) {
+		t.Helper()
+		deadline := time.After(5 * time.Second)
+		for {
+			select {
+			case m := <-msgs:
+				if strings.HasPrefix(m, prefix) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %q on $NOTIFY_SOCKET; logs:\n%s", prefix, td.logs.String())
+			}
+		}
+	}
+	release, started := make(chan struct{}), make(chan struct{})
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release
+		io.WriteString(w, "finished")
+	})
+	td = startDaemon(t, slow, false)
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	expect("READY=1")
+	got := make(chan string, 1)
+	go func() {
+		resp, err := td.client(false).Get("https://" + td.d.Addr("api") + "/slow")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- string(b)
+	}()
+	<-started
+	td.cancel() // as SIGTERM does
+	expect("STOPPING=1")
+	time.Sleep(100 * time.Millisecond)
+	close(release)
+	release = make(chan struct{})
+	if s := <-got; s != "finished" {
+		t.Fatalf("in-flight request during drain got %q", s)
+	}
+	select {
+	case err := <-td.done:
+		if err != nil {
+			t.Fatal(err)
+		}
+		td.done <- nil
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not exit after draining")
+	}
+}
+
+func TestMetricsExposition(t *testing.T) {
+	td := startDaemon(t, nil, false)
+	td.get(t, td.client(false), "/x")
+	if r := td.get(t, td.client(true), "/dead/x"); r.StatusCode != 502 {
+		t.Fatalf("dead upstream: %d", r.StatusCode)
+	}
+	var raw []byte
+	if err := NewClient(filepath.Join(td.dir, "admin.sock")).Do("GET", "/metrics", nil, &raw); err != nil {
+		t.Fatal(err)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("metrics do not parse: %v", err)
+	}
+	for _, name := range []string{"sealgate_build_info", "sealgate_cpu_feature", "sealgate_requests_total",
+		"sealgate_request_duration_seconds", "sealgate_tls_handshakes_total", "sealgate_upstream_errors_total"} {
+		if fams[name] == nil {
+			t.Errorf("family %s missing", name)
+		}
+	}
+	if !regexp.MustCompile(`sealgate_upstream_errors_total\{reason="unreachable",route="dead"\} 1`).Match(raw) {
+		t.Errorf("upstream error not counted:\n%s", grep(raw, "upstream_errors"))
+	}
+	if !regexp.MustCompile(`sealgate_requests_total\{code="200",listener="api",route="api"\} 1`).Match(raw) {
+		t.Errorf("request not counted:\n%s", grep(raw, "requests_total"))
+	}
+	out, _, code := td.cli("stats")
+	if code != 0 || !strings.Contains(out, "requests_total") || !strings.Contains(out, "code=502,listener=api,route=dead") {
+		t.Fatalf("sealgate stats:\n%s", out)
+	}
+	out, _, code = td.cli("stats", "--json")
+	if code != 0 || !strings.Contains(out, `"sealgate_requests_total"`) {
+		t.Fatalf("sealgate stats --json:\n%s", out)
+	}
+}
+
+func grep(b []byte, s string) string {
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestStatusCLI(t *testing.T) {
+	td := startDaemon(t, nil, false)
+	out, errOut, code := td.cli("status")
+	if code != 0 || !strings.Contains(out, "aead order") || !strings.Contains(out, td.d.Addr("api")) {
+		t.Fatalf("status: %d %s %s", code, out, errOut)
+	}
+	out, _, _ = td.cli("status", "--json")
+	for _, k := range []string{`"version"`, `"uptime_s"`, `"config_sha256"`, `"aead_order"`, `"listeners"`, `"steering"`, `"interfaces"`} {
+		if !strings.Contains(out, k) {
+			t.Errorf("status --json lacks %s", k)
+		}
+	}
+	var e bytes.Buffer
+	if code := Main([]string{"status", "--socket", "/nonexistent/admin.sock"}, io.Discard, &e); code != 1 || !strings.Contains(e.String(), "is the daemon running?") {
+		t.Fatalf("status on a missing socket: exit %d, %q", code, e.String())
+	}
+}
+
+func TestAdminSocketPermissions(t *testing.T) {
+	td := startDaemon(t, nil, false)
+	sock := filepath.Join(td.dir, "admin.sock")
+	st, err := os.Stat(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o660 {
+		t.Fatalf("admin socket mode %o, want 660", st.Mode().Perm())
+	}
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run a peer under another uid")
+	}
+	// A peer in the socket's group but neither root nor in admin_group.
+	if err := os.Chown(sock, 0, 65534); err != nil {
+		t.Fatal(err)
+	}
+	// The test binary's own directory is private to root: run a copy.
+	exe := filepath.Join(td.dir, "peer.test")
+	bin, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^TestAdminPeerHelper$")
+	cmd.Env = append(os.Environ(), "SEALGATE_ADMIN_PEER_SOCKET="+sock)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("peer: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "status=200 reload=403 block=403") {
+		t.Fatalf("unprivileged peer got:\n%s", out)
+	}
+	// Root is admin.
+	if err := NewClient(sock).Do("POST", "/v1/reload", nil, nil); err != nil {
+		t.Fatalf("root reload: %v", err)
+	}
+}
+
+// TestAdminPeerHelper runs in a child process under another uid.
+func TestAdminPeerHelper(t *testing.T) {
+	sock := os.Getenv("SEALGATE_ADMIN_PEER_SOCKET")
+	if sock == "" {
+		t.Skip("helper process for TestAdminSocketPermissions")
+	}
+	hc := NewClient(sock).hc
+	code := func(method, path string) int {
+		req, _ := http.NewRequest(method, "http://sealgate"+path, strings.NewReader(`{"prefix":"192.0.2.1"}`))
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	fmt.Printf("status=%d reload=%d block=%d\n", code("GET", "/v1/status"), code("POST", "/v1/reload"), code("POST", "/v1/blocklist"))
+}
+
+func TestCheckConfigCLI(t *testing.T) {
+	var o, e bytes.Buffer
+	if code := Main([]string{"check-config", "config/testdata/unknown-key.toml"}, &o, &e); code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	if !strings.Contains(e.String(), "config/testdata/unknown-key.toml:11: unknown key \"route.upstrem_timeout\"") {
+		t.Fatalf("stderr %q", e.String())
+	}
+	o.Reset()
+	e.Reset()
+	if code := Main([]string{"check-config", "config/testdata/valid-minimal.toml"}, &o, &e); code != 0 || !strings.Contains(o.String(), "ok") {
+		t.Fatalf("valid config: exit %d %s %s", code, o.String(), e.String())
+	}
+	if code := Main([]string{"check-config", "--help"}, &o, &e); code != 0 || !strings.Contains(e.String(), "usage: sealgate check-config FILE") {
+		t.Fatalf("--help: %d %q", code, e.String())
+	}
+}
+
+func TestBlocklistCLI(t *testing.T) {
+	td := startDaemon(t, nil, false)
+	if out, errOut, code := td.cli("block", "add", "192.0.2.0/24", "--ttl", "10m"); code != 0 || !strings.Contains(out, "blocked 192.0.2.0/24 for 10m0s") {
+		t.Fatalf("block add: %d %q %q", code, out, errOut)
+	}
+	if _, errOut, code := td.cli("block", "add", "not-an-ip"); code != 1 || !strings.Contains(errOut, "want an address or CIDR prefix") {
+		t.Fatalf("bad prefix: %d %q", code, errOut)
+	}
+	out, _, _ := td.cli("block", "list")
+	if !strings.Contains(out, "192.0.2.0/24") || !strings.Contains(out, "manual") {
+		t.Fatalf("block list:\n%s", out)
+	}
+	if _, errOut, code := td.cli("block", "del", "192.0.2.0/24"); code != 0 {
+		t.Fatalf("block del: %s", errOut)
+	}
+	if _, errOut, code := td.cli("block", "del", "192.0.2.0/24"); code != 1 || !strings.Contains(errOut, "not on the blocklist") {
+		t.Fatalf("second del: %q", errOut)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- Demo(ctx, DemoOptions{Dir: dir, Listen: "127.0.0.1:0", Out: out, Binary: "sealgate"}) }()
+	re := regexp.MustCompile(`engine\s+https://(\S+)`)
+	var addr string
+	waitFor(t, func() bool {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			addr = m[1]
+			return true
+		}
+		return false
+	})
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := c.Get("https://" + addr + "/api/customers/c-1002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"c-1002"`) {
+		t.Fatalf("demo API: %d %s", resp.StatusCode, b)
+	}
+	if !strings.Contains(out.String(), "status --socket "+filepath.Join(dir, "admin.sock")) {
+		t.Errorf("banner does not say how to read status:\n%s", out.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
