@@ -238,4 +238,3 @@ func TestIncompatiblePinnedMap(t *testing.T) {
 		t.Errorf("no log line about replacing guard_ports:\n%s", logs.String())
 	}
 }
-

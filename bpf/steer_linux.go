@@ -362,7 +362,6 @@ func (s *Steering) Bindings() ([]BindingState, error) {
 	return out, nil
 }
 
-
 // Stats returns the counters summed over CPUs.
 func (s *Steering) Stats() (SteerStats, error) {
 	var sums [steerCounterMax]uint64
