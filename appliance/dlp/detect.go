@@ -41,7 +41,9 @@ func cardIssuerOK(d []byte) bool {
 	p2, p3, p4, p6 := p(2), p(3), p(4), p(6)
 	switch {
 	case d[0] == 4: // Visa
-		return n == 13 || n == 16 || n == 19
+		// 13-digit Visa numbers are no longer issued and collide with
+		// EAN-13 product codes (German ones start with 40-44).
+		return n == 16 || n == 19
 	case p2 >= 51 && p2 <= 55, p4 >= 2221 && p4 <= 2720: // Mastercard
 		return n == 16
 	case p2 == 34 || p2 == 37: // American Express
@@ -198,7 +200,7 @@ func matchCard(b []byte, i int, final, jsonBody bool) (match, status) {
 			}
 		}
 		m.keep = k
-		if jsonBody && g == 0 && (i == 0 || b[i-1] != '"') {
+		if jsonBody && g == 0 && bareNumberAt(b, i) {
 			// A bare JSON number: masked digits become 9 so the document
 			// stays valid (no leading zero, no '*').
 			m.style = styleNumber
@@ -206,6 +208,23 @@ func matchCard(b []byte, i int, final, jsonBody bool) (match, status) {
 		return m, stYes
 	}
 	return match{}, stNo
+}
+
+// bareNumberAt reports whether the digits at b[i] follow what precedes a
+// JSON value (':', '[', ',' or the start of the body, white space allowed),
+// so they are a number rather than part of a string. Inside a string such a
+// guess can only turn '*' masking into '9' masking, which is still valid.
+func bareNumberAt(b []byte, i int) bool {
+	for k := i - 1; k >= 0 && k >= i-16; k-- {
+		switch b[k] {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case ':', '[', ',':
+			return true
+		}
+		return false
+	}
+	return i < 16
 }
 
 // matchSSN looks for a US social security number AAA-GG-SSSS at the digit

@@ -40,9 +40,23 @@ func mustCompile(t testing.TB, cfg Config) *compiled {
 // the findings in offset order.
 func scanSplit(t testing.TB, cc *compiled, isJSON bool, body []byte, cuts ...int) ([]byte, []rec) {
 	t.Helper()
-	var c collect
-	var s scanner
-	s.reset(cc, isJSON, &c, &c)
+	var h harness
+	return h.scan(t, cc, isJSON, body, cuts...)
+}
+
+// harness reuses one scanner across scans.
+type harness struct {
+	s scanner
+	c collect
+}
+
+func (h *harness) scan(t testing.TB, cc *compiled, isJSON bool, body []byte, cuts ...int) ([]byte, []rec) {
+	t.Helper()
+	c := &h.c
+	c.out.Reset()
+	c.finds = c.finds[:0]
+	s := &h.s
+	s.reset(cc, isJSON, c, c)
 	prev := 0
 	for _, cut := range cuts {
 		if err := s.write(body[prev:cut]); err != nil {
@@ -57,5 +71,5 @@ func scanSplit(t testing.TB, cc *compiled, isJSON bool, body []byte, cuts ...int
 		t.Fatalf("close: %v", err)
 	}
 	slices.SortFunc(c.finds, func(a, b rec) int { return int(a.Off - b.Off) })
-	return c.out.Bytes(), c.finds
+	return bytes.Clone(c.out.Bytes()), slices.Clone(c.finds)
 }
