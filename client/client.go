@@ -260,12 +260,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	o := t.origin(base)
 	for attempt := 0; ; attempt++ {
 		s, err := t.session(req.Context(), base, o)
+		var perr *ProblemError
+		if err != nil && attempt == 0 && errors.As(err, &perr) && recoverable(perr) {
+			continue // session() dropped what the problem invalidated
+		}
 		if err != nil {
 			closeBody(req)
 			return nil, err
 		}
 		resp, err := t.send(req, base, s)
-		var perr *ProblemError
 		if err == nil || !errors.As(err, &perr) || attempt > 0 || !recoverable(perr) {
 			return resp, err
 		}
