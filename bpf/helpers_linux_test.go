@@ -74,9 +74,3 @@ func isRefused(err error) bool {
 }
 
 func newNS(tb testing.TB) *netnstest.NS { return netnstest.New(tb) }
-
-type unixUtsname struct{ u unix.Utsname }
-
-func uname(u *unixUtsname) error { return unix.Uname(&u.u) }
-
-func (u *unixUtsname) release() string { return unix.ByteSliceToString(u.u.Release[:]) }

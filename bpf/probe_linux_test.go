@@ -5,6 +5,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/sealgate/sealgate/bpf/internal/netnstest"
+	"golang.org/x/sys/unix"
 )
 
 func TestProbe(t *testing.T) {
@@ -40,9 +41,9 @@ func TestVerifier(t *testing.T) {
 
 func kernelRelease(t *testing.T) string {
 	t.Helper()
-	var u unixUtsname
-	if err := uname(&u); err != nil {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
 		return "unknown kernel"
 	}
-	return u.release()
+	return "Linux " + unix.ByteSliceToString(u.Release[:])
 }
