@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,9 +38,11 @@ type opResult struct {
 
 // childReport is the child's single line of output.
 type childReport struct {
-	CapEff  string     `json:"cap_eff"` // CapEff from /proc/self/status, hex
-	UID     int        `json:"uid"`
-	Results []opResult `json:"results"`
+	CapEff string `json:"cap_eff"` // CapEff from /proc/self/status, hex
+	UID    int    `json:"uid"`
+	// ListenFDNames is $LISTEN_FDNAMES: descriptors systemd handed back from the fd store.
+	ListenFDNames string     `json:"listen_fdnames,omitempty"`
+	Results       []opResult `json:"results"`
 }
 
 // The operations, in order. Each names the operations it needs.
@@ -58,12 +63,26 @@ var childOps = []struct {
 	{"steer_connection", []string{"attach_sk_lookup", "sockmap_insert_listener"}},
 	{"pin_objects", []string{"bpf_maps", "attach_sk_lookup", "attach_xdp"}},
 	{"reopen_pinned_map", []string{"pin_objects"}},
+	// Go sizes listen() backlogs from this file; the unit must leave it readable.
+	{"read_somaxconn", nil},
+}
+
+// serviceOps run only when the child is started by systemd (NOTIFY_SOCKET is set): they
+// check what the unit's directories and sandbox give the daemon.
+var serviceOps = []struct {
+	name  string
+	needs []string
+}{
+	{"read_config", nil},
+	{"write_state_dir", nil},
+	{"admin_socket", nil},
+	{"fdstore_listener", []string{"sockmap_insert_listener"}},
 }
 
 // childState carries objects from one operation to the next.
 type childState struct {
 	spec                       childSpec
-	privileged, engine         net.Listener
+	privileged, engine, admin  net.Listener
 	lpm, lru, counters, sockmp *ebpf.Map
 	xdp, skLookup              *ebpf.Program
 	xdpLink, skLink            link.Link
@@ -80,9 +99,14 @@ func capsChild(specJSON string) int {
 		return 2
 	}
 	st := &childState{spec: spec}
-	report := childReport{CapEff: capEff(), UID: os.Getuid()}
+	report := childReport{CapEff: capEff(), UID: os.Getuid(), ListenFDNames: os.Getenv("LISTEN_FDNAMES")}
 	failed := map[string]bool{}
-	for _, op := range childOps {
+	ops := childOps
+	notify := os.Getenv("NOTIFY_SOCKET")
+	if notify != "" {
+		ops = append(slices.Clone(ops), serviceOps...)
+	}
+	for _, op := range ops {
 		res := opResult{Op: op.name}
 		for _, n := range op.needs {
 			if failed[n] {
@@ -102,7 +126,71 @@ func capsChild(specJSON string) int {
 		fmt.Fprintf(os.Stderr, "capability child: %v\n", err)
 		return 2
 	}
+	if notify != "" {
+		return serveUntilTerm(notify)
+	}
 	return 0
+}
+
+// serveUntilTerm plays the daemon's part of the systemd protocol after the operations:
+// READY=1; WATCHDOG=1 at half the watchdog interval; RELOADING=1 with MONOTONIC_USEC and
+// then READY=1 on SIGHUP; STOPPING=1 on SIGTERM, then exit 0.
+func serveUntilTerm(notify string) int {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
+	var watchdog <-chan time.Time
+	if usec, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64); err == nil && usec > 0 {
+		tick := time.NewTicker(time.Duration(usec) * time.Microsecond / 2)
+		defer tick.Stop()
+		watchdog = tick.C
+	}
+	send := func(state string) bool {
+		if err := sdNotify(notify, state, nil); err != nil {
+			fmt.Fprintf(os.Stderr, "sd_notify %q: %v\n", state, err)
+			return false
+		}
+		return true
+	}
+	if !send("READY=1\nSTATUS=capability probe done") {
+		return 1
+	}
+	for {
+		select {
+		case <-watchdog:
+			send("WATCHDOG=1")
+		case sig := <-sigs:
+			if sig == syscall.SIGTERM {
+				if !send("STOPPING=1") {
+					return 1
+				}
+				return 0
+			}
+			var ts unix.Timespec
+			if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+				fmt.Fprintf(os.Stderr, "clock_gettime: %v\n", err)
+				return 1
+			}
+			send(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", ts.Nano()/1000))
+			send("READY=1\nSTATUS=reloaded")
+		}
+	}
+}
+
+// sdNotify sends one datagram to $NOTIFY_SOCKET, with file descriptors when fds is set.
+func sdNotify(socket, state string, fds []int) error {
+	if strings.HasPrefix(socket, "@") {
+		socket = "\x00" + socket[1:]
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	return unix.Sendmsg(fd, []byte(state), oob, &unix.SockaddrUnix{Name: socket}, 0)
 }
 
 // capEff returns the effective capability mask of this process.
@@ -139,6 +227,11 @@ func (st *childState) run(op string) error {
 		}
 		return netlink.LinkSetUp(lo)
 	case "netlink_create_veth":
+		if old, err := netlink.LinkByName("sg0"); err == nil { // left by a previous run
+			if err := netlink.LinkDel(old); err != nil {
+				return err
+			}
+		}
 		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "sg0"}, PeerName: "sg1"}
 		if err := netlink.LinkAdd(veth); err != nil {
 			return err
@@ -188,7 +281,7 @@ func (st *childState) run(op string) error {
 		st.skLink = l
 		return err
 	case "sockmap_insert_listener":
-		l, err := listenTCP("127.0.0.1:8443")
+		l, err := engineListener()
 		if err != nil {
 			return err
 		}
@@ -212,8 +305,45 @@ func (st *childState) run(op string) error {
 			return err
 		}
 		return m.Close()
+	case "read_somaxconn":
+		_, err := os.ReadFile("/proc/sys/net/core/somaxconn")
+		return err
+	case "read_config":
+		_, err := os.ReadFile("/etc/sealgate/sealgate.toml")
+		return err
+	case "write_state_dir":
+		return os.WriteFile(filepath.Join(os.Getenv("STATE_DIRECTORY"), "probe"), []byte("ok\n"), 0o600)
+	case "admin_socket":
+		path := filepath.Join(os.Getenv("RUNTIME_DIRECTORY"), "admin.sock")
+		l, err := net.Listen("unix", path)
+		if err != nil {
+			return err
+		}
+		st.admin = l
+		return os.Chmod(path, 0o660)
+	case "fdstore_listener":
+		raw, err := st.engine.(*net.TCPListener).SyscallConn()
+		if err != nil {
+			return err
+		}
+		var sendErr error
+		err = raw.Control(func(fd uintptr) {
+			sendErr = sdNotify(os.Getenv("NOTIFY_SOCKET"), "FDSTORE=1\nFDNAME=engine", []int{int(fd)})
+		})
+		return errors.Join(err, sendErr)
 	}
 	return fmt.Errorf("unknown operation %q", op)
+}
+
+// engineListener returns the listener systemd handed back from the fd store after a
+// restart (LISTEN_FDS, first descriptor 3), or a new one on 127.0.0.1:8443.
+func engineListener() (net.Listener, error) {
+	if os.Getenv("LISTEN_FDS") == "" || os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
+		return listenTCP("127.0.0.1:8443")
+	}
+	f := os.NewFile(3, "engine")
+	defer f.Close()
+	return net.FileListener(f)
 }
 
 // makeMaps creates the map kinds the guard uses: an LPM-trie blocklist, an LRU hash of
@@ -356,14 +486,26 @@ func (st *childState) pin() error {
 		return err
 	}
 	st.pinDir = filepath.Join(st.spec.BPFFS, "sealgate", strconv.FormatUint(ns.Ino, 10))
-	if err := os.Mkdir(st.pinDir, 0o700); err != nil {
+	if err := os.Mkdir(st.pinDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	if err := st.lpm.Pin(filepath.Join(st.pinDir, "blocklist")); err != nil {
-		return err
+	pins := []struct {
+		name string
+		pin  func(string) error
+	}{
+		{"blocklist", st.lpm.Pin},
+		{"steer_link", st.skLink.Pin},
+		{"guard_link_sg0", st.xdpLink.Pin},
 	}
-	if err := st.skLink.Pin(filepath.Join(st.pinDir, "steer_link")); err != nil {
-		return err
+	for _, p := range pins {
+		path := filepath.Join(st.pinDir, p.name)
+		// A previous instance's pin (a restart under systemd) is replaced.
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if err := p.pin(path); err != nil {
+			return err
+		}
 	}
-	return st.xdpLink.Pin(filepath.Join(st.pinDir, "guard_link_sg0"))
+	return nil
 }

@@ -136,8 +136,8 @@ func TestDefaultConfigMatchesUnit(t *testing.T) {
 		}
 	})
 	t.Run("bpffs writable and pin directory owned", func(t *testing.T) {
-		if !slices.Contains(u.all("Service", "ReadWritePaths"), "-"+c.Daemon.BPFFS) {
-			t.Errorf("bpffs %q is not in ReadWritePaths", c.Daemon.BPFFS)
+		if pins := path.Join(c.Daemon.BPFFS, "sealgate"); !slices.Contains(u.all("Service", "ReadWritePaths"), "-"+pins) {
+			t.Errorf("pin directory %q is not in ReadWritePaths", pins)
 		}
 		if l := tmpfilesEntry(t, tmp, c.Daemon.BPFFS); l.mode&0o001 == 0 {
 			t.Errorf("tmpfiles leaves %s without search permission for the daemon (mode %o)", l.path, l.mode)

@@ -218,8 +218,8 @@ func TestUnitContract(t *testing.T) {
 		}
 	})
 	t.Run("bpffs writable", func(t *testing.T) {
-		if rw := u.all("Service", "ReadWritePaths"); !slices.Contains(rw, "-/sys/fs/bpf") {
-			t.Errorf("ReadWritePaths = %v, want -/sys/fs/bpf (pins live there; ProtectKernelTunables makes /sys read-only)", rw)
+		if rw := u.all("Service", "ReadWritePaths"); !slices.Contains(rw, "-/sys/fs/bpf/sealgate") {
+			t.Errorf("ReadWritePaths = %v, want -/sys/fs/bpf/sealgate (pins live there; ProtectKernelTunables makes /sys read-only)", rw)
 		}
 	})
 	t.Run("proc sys readable", func(t *testing.T) {
