@@ -93,7 +93,7 @@ func byteAt(b []byte, j int) (byte, bool) {
 
 // numberEnds reports whether a digit run ending before b[j] ends a number:
 // the next byte is not a word byte and not a decimal point followed by a
-// digit. It answers stMore when that cannot be known yet.
+// digit. (A comma is a separator, as in CSV, not a decimal point.) It answers stMore when that cannot be known yet.
 func numberEnds(b []byte, j int, final bool) status {
 	c, ok := byteAt(b, j)
 	if !ok {
@@ -105,7 +105,7 @@ func numberEnds(b []byte, j int, final bool) status {
 	if isWord(c) {
 		return stNo
 	}
-	if c == '.' || c == ',' {
+	if c == '.' {
 		c2, ok := byteAt(b, j+1)
 		if !ok {
 			if final {

@@ -238,8 +238,8 @@ func (s *scanner) trigger(b []byte, i int, final bool) (match, status) {
 	c := b[i]
 	switch {
 	case isDigit(c):
-		if i >= 2 && (b[i-1] == '.' || b[i-1] == ',') && isDigit(b[i-2]) {
-			return match{}, stNo // a fraction or thousands group, not a token
+		if i >= 2 && b[i-1] == '.' && isDigit(b[i-2]) {
+			return match{}, stNo // the fraction of a decimal number
 		}
 		if en[KindSSN] {
 			if m, st := matchSSN(b, i, final); st != stNo {

@@ -66,11 +66,9 @@ type respWriter struct {
 }
 
 func (p *Policy) newWriter(w http.ResponseWriter, r *http.Request) *respWriter {
-	rw := &respWriter{p: p, rw: w, req: r, info: reqctx.From(r.Context())}
-	if p.cc.anyBlock || !p.cc.decode {
-		rw.snapshot = w.Header().Clone()
-	}
-	return rw
+	// The engine's headers, so a withheld response keeps them and loses
+	// the upstream's.
+	return &respWriter{p: p, rw: w, req: r, info: reqctx.From(r.Context()), snapshot: w.Header().Clone()}
 }
 
 // Header implements http.ResponseWriter.
@@ -320,11 +318,9 @@ func (w *respWriter) withhold(detail string) {
 	w.buffering = false
 	w.bbuf = nil
 	h := w.rw.Header()
-	if w.snapshot != nil {
-		clear(h)
-		for k, v := range w.snapshot {
-			h[k] = v
-		}
+	clear(h)
+	for k, v := range w.snapshot {
+		h[k] = v
 	}
 	pr := problem.New(http.StatusBadGateway, "", detail)
 	pr.RequestID = w.requestID()
