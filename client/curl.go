@@ -314,4 +314,3 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 type countingWriter struct{ n int64 }
 
 func (c *countingWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
-
