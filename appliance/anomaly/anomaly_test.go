@@ -175,10 +175,18 @@ func TestSurge(t *testing.T) {
 		wantClient string
 	}{
 		{
-			name:     "route surge from many new clients",
-			baseline: func(e *env) { for i := range 20 { e.do(req{client: clientN(i)}) } },
-			surge:    func(e *env) { for i := range 200 { e.do(req{client: clientN(1000 + i)}) } },
-			kind:     KindSurge,
+			name: "route surge from many new clients",
+			baseline: func(e *env) {
+				for i := range 20 {
+					e.do(req{client: clientN(i)})
+				}
+			},
+			surge: func(e *env) {
+				for i := range 200 {
+					e.do(req{client: clientN(1000 + i)})
+				}
+			},
+			kind: KindSurge,
 		},
 		{
 			name: "one known client surges",
@@ -189,15 +197,27 @@ func TestSurge(t *testing.T) {
 				e.do(req{client: "192.0.2.9"})
 				e.do(req{client: "192.0.2.9"})
 			},
-			surge:      func(e *env) { for range 80 { e.do(req{client: "192.0.2.9"}) } },
+			surge: func(e *env) {
+				for range 80 {
+					e.do(req{client: "192.0.2.9"})
+				}
+			},
 			kind:       KindSurge,
 			wantClient: "192.0.2.9",
 		},
 		{
-			name:     "error surge",
-			baseline: func(e *env) { for i := range 200 { e.do(req{client: clientN(i % 50)}) } },
-			surge:    func(e *env) { for i := range 100 { e.do(req{client: clientN(1000 + i), status: 503}) } },
-			kind:     KindErrorSurge,
+			name: "error surge",
+			baseline: func(e *env) {
+				for i := range 200 {
+					e.do(req{client: clientN(i % 50)})
+				}
+			},
+			surge: func(e *env) {
+				for i := range 100 {
+					e.do(req{client: clientN(1000 + i), status: 503})
+				}
+			},
+			kind: KindErrorSurge,
 		},
 	}
 	for _, tt := range tests {

@@ -2,7 +2,7 @@ package validate
 
 import (
 	"bytes"
-		"errors"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"

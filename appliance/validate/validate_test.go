@@ -12,12 +12,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/sealgate/sealgate/appliance/audit"
 	"github.com/sealgate/sealgate/appliance/metrics"
 	"github.com/sealgate/sealgate/appliance/problem"
 	"github.com/sealgate/sealgate/appliance/reqctx"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // upstream records what the protected handler received.

@@ -42,14 +42,14 @@ func (a *alerts) Raise(al alert.Alert) {
 // harness runs a WAF in front of a recording upstream behind a real HTTP
 // server, with a request context like the engine's.
 type harness struct {
-	srv     *httptest.Server
-	m       *metrics.Metrics
-	alerts  *alerts
-	audit   string
-	mu      sync.Mutex
-	calls   int
-	body    []byte
-	info    *reqctx.Info
+	srv    *httptest.Server
+	m      *metrics.Metrics
+	alerts *alerts
+	audit  string
+	mu     sync.Mutex
+	calls  int
+	body   []byte
+	info   *reqctx.Info
 }
 
 func newHarness(t *testing.T, cfg Config) *harness {
