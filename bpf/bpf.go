@@ -32,6 +32,9 @@ type Options struct {
 	NetNS string
 	// Logger receives the few events worth a line (re-attached interface, replaced map); nil discards.
 	Logger *slog.Logger
+	// LockWait is how long Open waits for another process (the predecessor in a restart handover) to
+	// release the pin directory before failing with ErrLocked; 0 fails at once.
+	LockWait time.Duration
 }
 
 func (o Options) bpffs() string {

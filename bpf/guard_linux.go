@@ -69,7 +69,7 @@ func OpenGuard(opts Options) (_ *Guard, err error) {
 		return nil, fmt.Errorf("reading network namespace %s: %w", nsPath, err)
 	}
 	g.nsIno = st.Ino
-	if g.dir, err = openPinDir(opts.bpffs(), st.Ino, "guard"); err != nil {
+	if g.dir, err = openPinDir(opts.bpffs(), st.Ino, "guard", opts.LockWait); err != nil {
 		return nil, err
 	}
 	spec, err := loadGuard()
@@ -167,7 +167,9 @@ func (g *Guard) Attach(iface, mode string) (Attachment, error) {
 		return g.describe(gi), err
 	}
 	gi.err = ""
-	return g.describe(gi), nil
+	a := g.describe(gi)
+	g.log.Info("guard attached", "interface", iface, "mode", a.Mode, "requested_mode", mode, "driver", a.Driver, "ifindex", a.Ifindex)
+	return a, nil
 }
 
 // attach (re)attaches gi to the interface currently named gi.name. Called with g.mu held.

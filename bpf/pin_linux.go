@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -20,7 +21,7 @@ type pinDir struct {
 }
 
 // openPinDir mounts bpffs when needed, creates the directory and takes its lock without waiting.
-func openPinDir(bpffs string, nsIno uint64, sub string) (*pinDir, error) {
+func openPinDir(bpffs string, nsIno uint64, sub string, wait time.Duration) (*pinDir, error) {
 	if err := ensureBPFFS(bpffs); err != nil {
 		return nil, err
 	}
@@ -32,7 +33,15 @@ func openPinDir(bpffs string, nsIno uint64, sub string) (*pinDir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening pin directory %s: %w", path, permission(err))
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	deadline := time.Now().Add(wait)
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			return nil, fmt.Errorf("%w (%s is locked; stop the other daemon or give this one another daemon.bpffs)", ErrLocked, path)
@@ -197,7 +206,7 @@ func Cleanup(opts Options) error {
 		return nil
 	}
 	for _, sub := range []string{"steer", "guard"} {
-		d, err := openPinDir(opts.bpffs(), ino, sub)
+		d, err := openPinDir(opts.bpffs(), ino, sub, opts.LockWait)
 		if err != nil {
 			return fmt.Errorf("cleaning up %s: %w", sub, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -236,5 +237,30 @@ func TestIncompatiblePinnedMap(t *testing.T) {
 	}
 	if !logs.contains("old layout") || !logs.contains("guard_ports") {
 		t.Errorf("no log line about replacing guard_ports:\n%s", logs.String())
+	}
+}
+
+// TestLockWait: a successor waiting with LockWait gets the state as soon as its predecessor closes.
+func TestLockWait(t *testing.T) {
+	ns := newNS(t)
+	opts := Options{BPFFS: testBPFFS(t), NetNS: ns.Path}
+	first, err := OpenSteering(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var closing atomic.Bool
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		closing.Store(true)
+		first.Close()
+	}()
+	opts.LockWait = 10 * time.Second
+	second, err := OpenSteering(opts)
+	if err != nil {
+		t.Fatalf("OpenSteering with LockWait: %v", err)
+	}
+	defer second.Close()
+	if !closing.Load() {
+		t.Fatal("the successor opened before the predecessor released the lock")
 	}
 }

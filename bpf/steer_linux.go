@@ -54,7 +54,7 @@ func OpenSteering(opts Options) (_ *Steering, err error) {
 			s.Close()
 		}
 	}()
-	if s.dir, err = openPinDir(opts.bpffs(), st.Ino, "steer"); err != nil {
+	if s.dir, err = openPinDir(opts.bpffs(), st.Ino, "steer", opts.LockWait); err != nil {
 		return nil, err
 	}
 	spec, err := loadSteer()
@@ -181,13 +181,14 @@ func (s *Steering) SetBindings(bindings []Binding) error {
 		return err
 	}
 	inUse := make(map[string]bool)
-	for k, dest := range want {
-		id, err := s.destID(ids, dest)
-		if err != nil {
+	for _, b := range bindings { // in order, so new destinations get ids deterministically
+		if _, err := s.destID(ids, b.Dest); err != nil {
 			return err
 		}
-		inUse[dest] = true
-		if err := s.objs.SteerBindings.Put(k, steerValue{DestID: id}); err != nil {
+		inUse[b.Dest] = true
+	}
+	for k, dest := range want {
+		if err := s.objs.SteerBindings.Put(k, steerValue{DestID: ids[dest]}); err != nil {
 			return fmt.Errorf("adding binding %s: %w", bindingFromKey(k).Prefix, err)
 		}
 	}
