@@ -228,8 +228,7 @@ func (v *Validator) checkHead(r *http.Request) *rejection {
 		}
 	}
 	if len(v.contentTypes) > 0 && hasBody(r) {
-		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		if err != nil || !v.contentTypeAllowed(mt) {
+		if mt := mediaType(r.Header.Get("Content-Type")); !v.contentTypeAllowed(mt) {
 			return &rejection{http.StatusUnsupportedMediaType, "content_type",
 				"request body media type is not accepted here; use one of: " + strings.Join(v.contentTypes, ", ")}
 		}
@@ -249,6 +248,23 @@ func countParams(q string) int {
 		}
 	}
 	return n
+}
+
+// mediaType returns the lower-cased type/subtype of a Content-Type value, or
+// "" when it has none. Parameters are ignored, so no allocation is needed.
+func mediaType(ct string) string {
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.TrimSpace(mt)
+	typ, sub, ok := strings.Cut(mt, "/")
+	if !ok || typ == "" || sub == "" || strings.ContainsAny(mt, " \t\",()<>@:[]?={}\\") || strings.Count(mt, "/") != 1 {
+		return ""
+	}
+	for i := 0; i < len(mt); i++ {
+		if 'A' <= mt[i] && mt[i] <= 'Z' {
+			return strings.ToLower(mt)
+		}
+	}
+	return mt
 }
 
 func hasBody(r *http.Request) bool {
@@ -280,8 +296,7 @@ func (v *Validator) checkBody(r *http.Request) *rejection {
 	}
 	var body []byte
 	if hasBody(r) {
-		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		jsonBody := isJSON(mt)
+		jsonBody := isJSON(mediaType(r.Header.Get("Content-Type")))
 		if jsonBody || v.spec != nil {
 			var rej *rejection
 			if body, rej = v.buffer(r); rej != nil {
@@ -312,34 +327,59 @@ func (v *Validator) checkBody(r *http.Request) *rejection {
 // buffer reads the body up to maxBody bytes and replaces r.Body with a reader
 // over exactly those bytes.
 func (v *Validator) buffer(r *http.Request) ([]byte, *rejection) {
-	tooLarge := &rejection{http.StatusRequestEntityTooLarge, "json_size",
-		fmt.Sprintf("request body larger than %d bytes", v.maxBody)}
+	tooLarge := func() *rejection {
+		return &rejection{http.StatusRequestEntityTooLarge, "json_size",
+			fmt.Sprintf("request body larger than %d bytes", v.maxBody)}
+	}
 	if r.ContentLength > v.maxBody {
-		return nil, tooLarge
+		return nil, tooLarge()
 	}
-	size := r.ContentLength
-	if size < 0 {
-		size = 512
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, size+1)) // +1: the EOF probe needs no regrow
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, v.maxBody+1))
+	body, err := readAtMost(r.Body, v.maxBody, r.ContentLength)
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, tooLarge
+			return nil, tooLarge()
 		}
 		return nil, &rejection{http.StatusBadRequest, "body_read", "request body could not be read completely"}
 	}
-	if n > v.maxBody {
-		return nil, tooLarge
+	if int64(len(body)) > v.maxBody {
+		return nil, tooLarge()
 	}
-	body := buf.Bytes()
 	r.Body.Close()
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	r.ContentLength = int64(len(body))
-	r.TransferEncoding = nil
-	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	if r.ContentLength != int64(len(body)) {
+		// It was chunked (or lied); the upstream gets an exact length.
+		r.ContentLength = int64(len(body))
+		r.TransferEncoding = nil
+		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	}
 	return body, nil
+}
+
+// readAtMost reads r to EOF or until more than limit bytes arrived (then it
+// returns limit+1 bytes). hint is the announced length, or -1.
+func readAtMost(r io.Reader, limit, hint int64) ([]byte, error) {
+	size := hint + 1 // +1: room to see EOF without growing
+	if hint < 0 || hint > limit {
+		size = min(limit+1, 4096)
+	}
+	buf := make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)] // grow
+		}
+		want := min(int64(cap(buf)), limit+1)
+		n, err := r.Read(buf[len(buf):want])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return buf, nil
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 func (v *Validator) reject(w http.ResponseWriter, r *http.Request, rej *rejection) {

@@ -64,6 +64,8 @@ func TestLimits(t *testing.T) {
 		{"method", req{method: "DELETE", target: "/x"}, 405, "validate_method"},
 		{"content type passes", req{method: "POST", target: "/x", ctype: "text/plain", body: "hi"}, 204, ""},
 		{"content type", req{method: "POST", target: "/x", ctype: "application/xml", body: "<a/>"}, 415, "validate_content_type"},
+		{"content type case and parameters", req{method: "POST", target: "/x", ctype: "Application/JSON; charset=UTF-8", body: "{}"}, 204, ""},
+		{"content type malformed", req{method: "POST", target: "/x", ctype: "application/json/x", body: "{}"}, 415, "validate_content_type"},
 		{"content type missing", req{method: "POST", target: "/x", body: "x"}, 415, "validate_content_type"},
 		{"json depth at limit", req{method: "POST", target: "/x", ctype: "application/json", body: nest(4)}, 204, ""},
 		{"json depth", req{method: "POST", target: "/x", ctype: "application/json", body: nest(5)}, 400, "validate_json_depth"},

@@ -398,7 +398,7 @@ func (w *WAF) record(r *http.Request, v verdict) {
 		if blocked {
 			rule := "waf"
 			if len(ids) > 0 {
-				rule = "waf:" + ids[len(ids)-1]
+				rule = "waf:" + ids[0] // the first detection rule; the last is the score check
 			}
 			info.SetDecision("deny", rule)
 		}
