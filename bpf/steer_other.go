@@ -31,5 +31,11 @@ func (s *Steering) Stats() (SteerStats, error) { return SteerStats{}, ErrNotSupp
 // Probe returns ErrNotSupported on systems other than Linux.
 func Probe() error { return ErrNotSupported }
 
+// ProbeSteering returns ErrNotSupported on systems other than Linux.
+func ProbeSteering() error { return ErrNotSupported }
+
+// ProbeGuard returns ErrNotSupported on systems other than Linux.
+func ProbeGuard() error { return ErrNotSupported }
+
 // Cleanup returns ErrNotSupported on systems other than Linux.
 func Cleanup(Options) error { return ErrNotSupported }

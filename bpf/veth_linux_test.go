@@ -2,8 +2,10 @@ package bpf
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -233,5 +235,59 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestGuardAttachLaterAndDetach: an interface named before it exists is attached by Watch when it
+// appears; Detach removes the guard and forgets the interface.
+func TestGuardAttachLaterAndDetach(t *testing.T) {
+	host, peer := netnstest.New(t), netnstest.New(t)
+	g, err := OpenGuard(Options{BPFFS: testBPFFS(t), NetNS: host.Path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if _, err := g.Attach("sgx0", ModeGeneric); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Attach to a missing interface: %v, want ErrNotFound", err)
+	}
+	if as := g.Attachments(); len(as) != 1 || as[0].Attached || as[0].Requested != ModeGeneric {
+		t.Fatalf("Attachments() = %+v, want sgx0 waiting", as)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Watch(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Watch: %v", err)
+		}
+	}()
+	netnstest.Veth(t, host, "sgx0", hostAddr, peer, "sgy0", peerAddr)
+	waitFor(t, "Watch to attach sgx0", func() bool {
+		as := g.Attachments()
+		return len(as) == 1 && as[0].Attached && as[0].Mode == ModeGeneric
+	})
+
+	if err := g.Detach("sgx0"); err != nil {
+		t.Fatal(err)
+	}
+	l, err := host.Handle(t).LinkByName("sgx0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := l.Attrs().Xdp; x != nil && x.Attached {
+		t.Errorf("XDP program %d still on sgx0 after Detach", x.ProgId)
+	}
+	if as := g.Attachments(); len(as) != 0 {
+		t.Errorf("Attachments() after Detach = %+v", as)
+	}
+	if err := g.Detach("sgx0"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second Detach: %v, want ErrNotFound", err)
+	}
+	if _, err := g.Attach("bad/name", ModeAuto); err == nil {
+		t.Error("Attach accepted an impossible interface name")
+	}
+	if _, err := g.Attach("sgx0", "turbo"); err == nil || !strings.Contains(err.Error(), "mode:") {
+		t.Errorf("Attach with a bad mode: %v", err)
 	}
 }
