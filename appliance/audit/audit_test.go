@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pelletier/go-toml/v2"
 )
 
 func readLines(t *testing.T, path string) []map[string]any {
@@ -161,5 +163,28 @@ func BenchmarkEvent(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		l.Event(KindWAFBlock, slog.String("route", "orders"), slog.String("rules", "942100"))
+	}
+}
+
+func TestConfigDecodesStrictly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	doc := "[audit]\npath = \"" + path + "\"\n"
+	var cfg struct {
+		Audit Config `toml:"audit"`
+	}
+	if err := toml.NewDecoder(strings.NewReader(doc)).DisallowUnknownFields().Decode(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(cfg.Audit, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.Event(KindReload)
+	if got := readLines(t, path); len(got) != 1 {
+		t.Fatalf("lines %v", got)
+	}
+	if err := toml.NewDecoder(strings.NewReader("[audit]\nfile = \"x\"\n")).DisallowUnknownFields().Decode(&cfg); err == nil {
+		t.Fatal("unknown key accepted")
 	}
 }
