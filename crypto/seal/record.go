@@ -75,8 +75,15 @@ func (c *recordCrypter) prepare(flags byte) {
 // sealInPlace seals the n plaintext bytes at buf[RecordHeaderLen:] into a
 // complete record at the start of buf and returns it.
 func (c *recordCrypter) sealInPlace(buf []byte, n int, final bool) ([]byte, error) {
-	if n > MaxRecordPlaintext {
-		return nil, fmt.Errorf("record of %d bytes exceeds %d", n, MaxRecordPlaintext)
+	return c.seal(buf, buf[RecordHeaderLen:RecordHeaderLen+n], final)
+}
+
+// seal seals pt into a complete record at the start of buf, which must hold
+// RecordHeaderLen+len(pt)+TagLen bytes; pt is either buf[RecordHeaderLen:]
+// (in place) or does not overlap buf.
+func (c *recordCrypter) seal(buf, pt []byte, final bool) ([]byte, error) {
+	if len(pt) > MaxRecordPlaintext {
+		return nil, fmt.Errorf("record of %d bytes exceeds %d", len(pt), MaxRecordPlaintext)
 	}
 	if c.index == ^uint32(0) {
 		return nil, errors.New("message exceeds 2^32-1 records")
@@ -86,8 +93,7 @@ func (c *recordCrypter) sealInPlace(buf []byte, n int, final bool) ([]byte, erro
 		flags = flagFinal
 	}
 	c.prepare(flags)
-	pt := buf[RecordHeaderLen : RecordHeaderLen+n]
-	ct := c.k.aead.Seal(pt[:0], c.nonce[:], pt, c.aad[:])
+	ct := c.k.aead.Seal(buf[RecordHeaderLen:RecordHeaderLen], c.nonce[:], pt, c.aad[:])
 	buf[0] = flags
 	binary.BigEndian.PutUint16(buf[1:3], uint16(len(ct)))
 	c.index++
@@ -133,9 +139,7 @@ func (s *RecordSealer) Seal(dst, plaintext []byte, final bool) ([]byte, error) {
 	if cap(dst) < RecordHeaderLen+len(plaintext)+TagLen {
 		return nil, errors.New("record buffer too small")
 	}
-	dst = dst[:RecordHeaderLen+len(plaintext)]
-	copy(dst[RecordHeaderLen:], plaintext)
-	return s.c.sealInPlace(dst, len(plaintext), final)
+	return s.c.seal(dst[:cap(dst)], plaintext, final)
 }
 
 // RecordOpener opens the records of one message in order.
@@ -180,6 +184,16 @@ func (rw *RecordWriter) Write(p []byte) (int, error) {
 				return written, err
 			}
 		}
+		if rw.n == 0 && len(p) > MaxRecordPlaintext {
+			// A whole record that more data follows: seal it straight from
+			// p, without copying it into the buffer first.
+			if err := rw.write(rw.c.seal(rw.buf, p[:MaxRecordPlaintext], false)); err != nil {
+				return written, err
+			}
+			p = p[MaxRecordPlaintext:]
+			written += MaxRecordPlaintext
+			continue
+		}
 		c := copy(rw.buf[RecordHeaderLen+rw.n:RecordHeaderLen+MaxRecordPlaintext], p)
 		rw.n += c
 		p = p[c:]
@@ -217,11 +231,15 @@ func (rw *RecordWriter) Records() uint64 { return rw.records }
 
 func (rw *RecordWriter) emit(final bool) error {
 	rec, err := rw.c.sealInPlace(rw.buf, rw.n, final)
+	rw.n = 0
+	return rw.write(rec, err)
+}
+
+func (rw *RecordWriter) write(rec []byte, err error) error {
 	if err != nil {
 		rw.err = err
 		return err
 	}
-	rw.n = 0
 	if _, err := rw.w.Write(rec); err != nil {
 		rw.err = err
 		return err
