@@ -75,7 +75,7 @@ func New(cfg Config, opt Options) (_ *Authenticator, err error) {
 	for _, m := range cfg.Methods {
 		switch m {
 		case MethodJWT:
-			v := &jwtVerifier{issuers: map[string]*issuer{}, now: opt.Now}
+			v := &jwtVerifier{issuers: map[string]*issuer{}, now: opt.Now, cache: newTokenCache()}
 			for i, jc := range cfg.JWT {
 				s, _ := jc.settings() // validated above
 				ks := newKeySource(s, client, opt.Now, opt.Logger.With("component", "jwks"))

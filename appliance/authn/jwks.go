@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +53,8 @@ type keySource struct {
 
 	mu          sync.RWMutex
 	keys        []jose.JSONWebKey // public signing keys only
+	fingerprint string            // kids and thumbprints of keys
+	gen         uint64            // bumped whenever the key set changes
 	lastAttempt time.Time
 	lastSuccess time.Time
 	lastErr     error
@@ -148,6 +153,10 @@ func (ks *keySource) loadLocked(ctx context.Context) error {
 		ks.log.Warn("jwks refresh failed; keeping the last good keys", "issuer", ks.issuer, "source", ks.loc, "keys", len(ks.keys), "err", err)
 		return err
 	}
+	if fp := fingerprint(keys); fp != ks.fingerprint {
+		ks.fingerprint = fp
+		ks.gen++ // verified tokens in the cache are checked again
+	}
 	ks.keys, ks.lastErr, ks.lastSuccess = keys, nil, ks.lastAttempt
 	ks.log.Debug("jwks loaded", "issuer", ks.issuer, "source", ks.loc, "keys", len(keys))
 	return nil
@@ -225,6 +234,24 @@ func ParseJWKS(b []byte) ([]jose.JSONWebKey, error) {
 		return nil, errors.New("no usable public signing keys in the JWKS document")
 	}
 	return out, nil
+}
+
+// fingerprint identifies a key set by its kids and RFC 7638 thumbprints.
+func fingerprint(keys []jose.JSONWebKey) string {
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		tp, _ := k.Thumbprint(crypto.SHA256)
+		parts = append(parts, k.KeyID+"="+string(tp)+"/"+k.Algorithm)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
+}
+
+// generation changes whenever the key set does.
+func (ks *keySource) generation() uint64 {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	return ks.gen
 }
 
 // lookup returns the keys that may have signed a token with kid and alg.

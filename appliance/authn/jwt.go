@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"net/http"
 	"strconv"
@@ -29,6 +30,7 @@ type jwtVerifier struct {
 	only    *issuer // the single issuer, when there is one
 	algs    []jose.SignatureAlgorithm
 	now     func() time.Time
+	cache   *tokenCache
 }
 
 // bearerToken returns the token of an "Authorization: Bearer" header, or
@@ -62,10 +64,21 @@ func (v *jwtVerifier) authenticate(r *http.Request) (*reqctx.Identity, error) {
 
 // Verify checks a compact JWS token: its algorithm against the issuer's
 // allow-list, its signature against the issuer's JWKS, and its iss, aud, exp,
-// nbf and iat claims. The error never contains the token.
+// nbf and iat claims. The error never contains the token. A token verified
+// before is found in the cache and only its time claims are checked again;
+// the returned Identity is then shared with earlier requests and must be
+// treated as read-only.
 func (v *jwtVerifier) Verify(ctx context.Context, raw string) (*reqctx.Identity, error) {
 	if len(raw) > MaxTokenSize {
 		return nil, invalid("token larger than 16 KiB")
+	}
+	digest := sha256.Sum256([]byte(raw))
+	if e, ok := v.cache.get(digest); ok {
+		if err := v.checkClaims(&e.std, e.iss); err != nil {
+			v.cache.drop(digest)
+			return nil, err
+		}
+		return e.id, nil
 	}
 	// ParseSigned refuses any algorithm outside the union of the issuers'
 	// allow-lists, so "none" and HS* never reach key selection.
@@ -91,11 +104,13 @@ func (v *jwtVerifier) Verify(ctx context.Context, raw string) (*reqctx.Identity,
 	if !containsAlg(iss.s.algs, alg) {
 		return nil, invalid("algorithm " + hdr.Algorithm + " not allowed for this issuer")
 	}
+	gen := iss.keys.generation()
 	keys := iss.keys.lookup(hdr.KeyID, alg)
 	if len(keys) == 0 {
 		// An unknown kid may mean the issuer rotated keys: fetch again, at
 		// most once per MinRefetchInterval whatever the traffic.
 		iss.keys.loadIfStale(ctx)
+		gen = iss.keys.generation()
 		if keys = iss.keys.lookup(hdr.KeyID, alg); len(keys) == 0 {
 			return nil, invalid("no key for the token's kid")
 		}
@@ -118,20 +133,30 @@ func (v *jwtVerifier) Verify(ctx context.Context, raw string) (*reqctx.Identity,
 	if std.Expiry == nil {
 		return nil, invalid("token has no exp claim")
 	}
-	err = std.ValidateWithLeeway(jwt.Expected{
-		Issuer: iss.s.Issuer, AnyAudience: iss.s.Audience, Time: v.now(),
-	}, iss.s.leeway)
-	if err != nil {
-		return nil, invalid(claimReason(err))
+	if err := v.checkClaims(&std, iss); err != nil {
+		return nil, err
 	}
-	return &reqctx.Identity{
+	id := &reqctx.Identity{
 		Method:  MethodJWT,
 		Subject: std.Subject,
 		Issuer:  std.Issuer,
 		Roles:   stringList(claimPath(all, iss.s.RolesClaim)),
 		Scopes:  stringList(claimPath(all, iss.s.ScopesClaim)),
 		Claims:  all,
-	}, nil
+	}
+	v.cache.put(digest, cachedToken{id: id, std: std, iss: iss, gen: gen})
+	return id, nil
+}
+
+// checkClaims checks iss and aud, and exp, nbf and iat against the clock.
+func (v *jwtVerifier) checkClaims(std *jwt.Claims, iss *issuer) error {
+	err := std.ValidateWithLeeway(jwt.Expected{
+		Issuer: iss.s.Issuer, AnyAudience: iss.s.Audience, Time: v.now(),
+	}, iss.s.leeway)
+	if err != nil {
+		return invalid(claimReason(err))
+	}
+	return nil
 }
 
 func containsAlg(list []jose.SignatureAlgorithm, a jose.SignatureAlgorithm) bool {

@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -476,36 +477,40 @@ func TestParseJWKSFixtures(t *testing.T) {
 	}
 }
 
-func BenchmarkVerifyES256(b *testing.B) {
+// BenchmarkVerify measures token verification with the issuer's key
+// cached: "signature" verifies every time (a token seen for the first time),
+// "cached-token" is a client presenting the same token again.
+func BenchmarkVerify(b *testing.B) {
 	testKeys(b)
-	c := newClock()
-	a := newJWTAuth(b, c, JWTConfig{
-		Issuer: testIssuer, Audience: []string{testAudience}, Algorithms: []string{"ES256"},
-		JWKSFile: writeJWKS(b, ec256Key),
-	}, nil)
-	tok := sign(b, ec256Key, jose.ES256, claims(c.Now()))
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := a.VerifyToken(ctx, tok); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkVerifyRS256(b *testing.B) {
-	testKeys(b)
-	c := newClock()
-	a := newJWTAuth(b, c, JWTConfig{
-		Issuer: testIssuer, Audience: []string{testAudience}, Algorithms: []string{"RS256"},
-		JWKSFile: writeJWKS(b, rsaKey),
-	}, nil)
-	tok := sign(b, rsaKey, jose.RS256, claims(c.Now()))
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := a.VerifyToken(ctx, tok); err != nil {
-			b.Fatal(err)
-		}
+	for _, bc := range []struct {
+		alg jose.SignatureAlgorithm
+		key testKey
+	}{{jose.ES256, ec256Key}, {jose.RS256, rsaKey}, {jose.EdDSA, edKey}} {
+		c := newClock()
+		a := newJWTAuth(b, c, JWTConfig{
+			Issuer: testIssuer, Audience: []string{testAudience}, Algorithms: []string{string(bc.alg)},
+			JWKSFile: writeJWKS(b, bc.key),
+		}, nil)
+		tok := sign(b, bc.key, bc.alg, claims(c.Now()))
+		digest := sha256.Sum256([]byte(tok))
+		v := verifierOf(a)
+		ctx := context.Background()
+		b.Run(string(bc.alg)+"/signature", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				v.cache.drop(digest)
+				if _, err := a.VerifyToken(ctx, tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(string(bc.alg)+"/cached-token", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := a.VerifyToken(ctx, tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
