@@ -194,6 +194,11 @@ func (w *WAF) Wrap(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		v := w.inspect(r)
+		if v.bodyLost { // a client that went away, not an attack: no audit, no alert
+			w.logger.Info("request body could not be read", "method", r.Method, "path", r.URL.Path, "err", v.err)
+			problem.Error(rw, r, v.status, v.detail)
+			return
+		}
 		if v.matched() {
 			w.record(r, v)
 		}
@@ -211,6 +216,7 @@ type verdict struct {
 	detail   string // client-facing problem detail
 	rules    []matchedRule
 	overflow bool // body exceeded max_body
+	bodyLost bool // the body could not be read: the request cannot be forwarded in any mode
 	err      error
 }
 
@@ -260,7 +266,7 @@ func (w *WAF) inspect(r *http.Request) (v verdict) {
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		body, overflow, err := w.readBody(r)
 		if err != nil {
-			v.status, v.detail, v.err = http.StatusBadRequest, "request body could not be read completely", err
+			v.status, v.detail, v.err, v.bodyLost = http.StatusBadRequest, "request body could not be read completely", err, true
 			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 				v.status, v.detail = http.StatusRequestEntityTooLarge, "request body too large"
 			}

@@ -384,3 +384,37 @@ func mustJSON(v any) []byte {
 	}
 	return b
 }
+
+// brokenBody fails after a few bytes, like a client that disconnects.
+type brokenBody struct{ n int }
+
+func (b *brokenBody) Read(p []byte) (int, error) {
+	if b.n > 0 {
+		k := copy(p, strings.Repeat("x", min(len(p), b.n)))
+		b.n -= k
+		return k, nil
+	}
+	return 0, io.ErrUnexpectedEOF
+}
+func (b *brokenBody) Close() error { return nil }
+
+func TestBodyReadErrorNeverForwards(t *testing.T) {
+	for _, mode := range []string{ModeBlock, ModeDetect} {
+		t.Run(mode, func(t *testing.T) {
+			w, err := New("r", Config{Mode: mode}, Deps{Engines: engines})
+			if err != nil {
+				t.Fatal(err)
+			}
+			called := false
+			h := w.Wrap(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called = true }))
+			r := httptest.NewRequest("POST", "http://api.example.com/api/x", nil)
+			r.Body, r.ContentLength = &brokenBody{n: 10}, 100
+			r.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			if called || rec.Code != http.StatusBadRequest {
+				t.Fatalf("status %d, upstream called %v", rec.Code, called)
+			}
+		})
+	}
+}
