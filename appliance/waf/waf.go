@@ -243,7 +243,11 @@ func (w *WAF) inspect(r *http.Request) (v verdict) {
 
 	client, port := clientAddr(r, info)
 	tx.ProcessConnection(client, port, "", 0)
-	tx.ProcessURI(r.URL.RequestURI(), r.Method, r.Proto)
+	uri := r.RequestURI // as the client sent it, so encoding tricks stay visible
+	if uri == "" {
+		uri = r.URL.RequestURI()
+	}
+	tx.ProcessURI(uri, r.Method, r.Proto)
 	for k, vals := range r.Header {
 		for _, val := range vals {
 			tx.AddRequestHeader(k, val)
