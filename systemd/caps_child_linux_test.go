@@ -315,6 +315,10 @@ func (st *childState) run(op string) error {
 		return os.WriteFile(filepath.Join(os.Getenv("STATE_DIRECTORY"), "probe"), []byte("ok\n"), 0o600)
 	case "admin_socket":
 		path := filepath.Join(os.Getenv("RUNTIME_DIRECTORY"), "admin.sock")
+		// RuntimeDirectoryPreserve=restart keeps the previous instance's socket file.
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 		l, err := net.Listen("unix", path)
 		if err != nil {
 			return err

@@ -82,6 +82,7 @@ func TestCapabilities(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			bpffs := mountBPFFS(t, filepath.Dir(exe), tt.bpffsMode)
+			addPinDir(t, bpffs)
 			report := runCapsChild(t, exe, tt.caps, childSpec{BPFFS: bpffs})
 
 			if report.UID != childUID {
@@ -143,8 +144,8 @@ func childBinary(t *testing.T) string {
 	return exe
 }
 
-// mountBPFFS mounts a private bpffs instance under dir with the given root mode and a
-// "sealgate" directory owned by the child, mirroring tmpfiles.d/sealgate.conf.
+// mountBPFFS mounts a private bpffs instance under dir with the given root mode; the
+// mount goes away when the test ends.
 func mountBPFFS(t *testing.T, dir string, mode fs.FileMode) string {
 	t.Helper()
 	mnt, err := os.MkdirTemp(dir, "bpffs-")
@@ -162,6 +163,12 @@ func mountBPFFS(t *testing.T, dir string, mode fs.FileMode) string {
 	if err := os.Chmod(mnt, mode); err != nil {
 		t.Fatal(err)
 	}
+	return mnt
+}
+
+// addPinDir makes <bpffs>/sealgate owned by the child, as tmpfiles.d/sealgate.conf does.
+func addPinDir(t *testing.T, mnt string) {
+	t.Helper()
 	pins := filepath.Join(mnt, "sealgate")
 	if err := os.Mkdir(pins, 0o700); err != nil {
 		t.Fatal(err)
@@ -169,7 +176,6 @@ func mountBPFFS(t *testing.T, dir string, mode fs.FileMode) string {
 	if err := os.Chown(pins, childUID, childUID); err != nil {
 		t.Fatal(err)
 	}
-	return mnt
 }
 
 // runCapsChild runs the test binary in child mode as childUID with exactly caps as its
