@@ -30,7 +30,6 @@ const (
 	KindWAFBlock         = "waf_block"
 	KindWAFMatch         = "waf_match" // a WAF match in detect mode: logged, request passed
 	KindAlert            = "alert"
-	KindValidation       = "validation" // an OpenAPI violation in report mode
 )
 
 // Config is the top-level [audit] table.

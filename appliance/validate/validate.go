@@ -68,7 +68,10 @@ type Config struct {
 type Deps struct {
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
-	Audit   *audit.Log
+	// Audit is accepted so every stage is wired alike; validation writes no
+	// audit events (a rejected request is a counted policy denial, and
+	// denials above a threshold are audited by the policy stage).
+	Audit *audit.Log
 }
 
 // Validator enforces one route's Config.
@@ -88,7 +91,6 @@ type Validator struct {
 
 	metrics *metrics.Metrics
 	logger  *slog.Logger
-	audit   *audit.Log
 	enabled bool
 }
 
@@ -96,7 +98,7 @@ type Validator struct {
 // e.g. "route[orders].validate.max_json_depth: must be > 0".
 func New(route string, cfg Config, deps Deps) (*Validator, error) {
 	field := func(name string) string { return fmt.Sprintf("route[%s].validate.%s", route, name) }
-	v := &Validator{route: route, metrics: deps.Metrics, audit: deps.Audit}
+	v := &Validator{route: route, metrics: deps.Metrics}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -397,8 +399,10 @@ func (v *Validator) reject(w http.ResponseWriter, r *http.Request, rej *rejectio
 	problem.Error(w, r, rej.status, rej.detail)
 }
 
-// report records an OpenAPI violation in report mode: logged, counted under
-// the reason "validate_openapi_report", audited; the request passes.
+// report records an OpenAPI violation in report mode: logged and counted
+// under the reason "validate_openapi_report"; the request passes. It is not
+// audited: a schema mismatch being trialled is not a security event, and a
+// busy route would flood the audit log.
 func (v *Validator) report(r *http.Request, rej *rejection) {
 	if v.metrics != nil {
 		v.metrics.PolicyDenials.WithLabelValues(v.route, "validate_openapi_report").Inc()
@@ -408,6 +412,4 @@ func (v *Validator) report(r *http.Request, rej *rejection) {
 	}
 	v.logger.Warn("request violates the OpenAPI description (report mode, passed)",
 		"reason", rej.reason, "detail", rej.detail, "method", r.Method, "path", r.URL.Path)
-	v.audit.Event(audit.KindValidation, slog.String("route", v.route), slog.String("mode", ModeReport),
-		slog.String("reason", rej.reason), slog.String("detail", rej.detail), slog.String("method", r.Method))
 }

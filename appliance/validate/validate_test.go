@@ -345,9 +345,8 @@ func TestOpenAPI(t *testing.T) {
 					if violation != strings.Contains(logs.String(), "report mode") {
 						t.Errorf("log %q for violation=%v", logs.String(), violation)
 					}
-					data, _ := os.ReadFile(auditPath)
-					if violation != strings.Contains(string(data), `"kind":"validation"`) {
-						t.Errorf("audit %q for violation=%v", data, violation)
+					if data, _ := os.ReadFile(auditPath); len(data) != 0 {
+						t.Errorf("report mode wrote to the audit log: %q", data)
 					}
 				} else if reported != 0 {
 					t.Errorf("enforce mode counted a report")

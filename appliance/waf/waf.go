@@ -181,6 +181,8 @@ func New(route string, cfg Config, deps Deps) (*WAF, error) {
 		}
 		return nil, fmt.Errorf("route[%s].waf: %w", route, err)
 	}
+	w.logger.Info("WAF ready", "mode", cfg.Mode, "settings", w.engine.key.String(),
+		"rules", w.engine.Rules(), "compile_time", w.engine.BuildTime())
 	return w, nil
 }
 
