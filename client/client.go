@@ -8,6 +8,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -343,24 +344,36 @@ func innerRequest(req *http.Request) *seal.Request {
 func (t *Transport) send(req *http.Request, base string, s *seal.ClientSession) (*http.Response, error) {
 	seq := s.NextSeq()
 	head := innerRequest(req)
-	pr, pw := io.Pipe()
-	go func() {
-		pw.CloseWithError(writeSealed(pw, s, seq, head, req))
-	}()
-	outer, err := http.NewRequestWithContext(req.Context(), http.MethodPost, base+PathGateway, pr)
+	var body io.Reader
+	abort := func(error) {}
+	if req.Body == nil || req.Body == http.NoBody || (req.ContentLength > 0 && req.ContentLength <= smallBody) {
+		// Small: seal it all now and send it with a Content-Length.
+		var buf bytes.Buffer
+		if err := writeSealed(&buf, s, seq, head, req); err != nil {
+			return nil, err
+		}
+		body = &buf
+	} else {
+		pr, pw := io.Pipe()
+		go func() {
+			pw.CloseWithError(writeSealed(pw, s, seq, head, req))
+		}()
+		body, abort = pr, func(err error) { pr.CloseWithError(err) }
+	}
+	outer, err := http.NewRequestWithContext(req.Context(), http.MethodPost, base+PathGateway, body)
 	if err != nil {
-		pr.CloseWithError(err)
+		abort(err)
 		return nil, err
 	}
 	outer.Header.Set("Content-Type", seal.MediaTypeRequest)
 	resp, err := t.Base.RoundTrip(outer)
 	if err != nil {
-		pr.CloseWithError(err)
+		abort(err)
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK || mediaType(resp) != seal.MediaTypeResponse {
 		defer resp.Body.Close()
-		pr.CloseWithError(errors.New("sealed request refused"))
+		abort(errors.New("sealed request refused"))
 		return nil, readProblem(resp)
 	}
 	dec := seal.NewDecoder(s.OpenResponse(resp.Body, seq), seal.Limits{})
@@ -401,6 +414,10 @@ func (t *Transport) send(req *http.Request, base string, s *seal.ClientSession) 
 	out.Body = &responseBody{dec: dec, src: dec.Body(), outer: resp.Body, resp: out}
 	return out, nil
 }
+
+// smallBody is the largest request body sealed in full before sending;
+// larger or unknown-length bodies stream.
+const smallBody = 64 << 10
 
 // writeSealed encodes and seals req into w as message seq.
 func writeSealed(w io.Writer, s *seal.ClientSession, seq uint64, head *seal.Request, req *http.Request) error {

@@ -24,6 +24,7 @@ import (
 	"github.com/sealgate/sealgate/appliance/metrics"
 	"github.com/sealgate/sealgate/appliance/reqctx"
 	"github.com/sealgate/sealgate/appliance/sealing"
+	"github.com/sealgate/sealgate/crypto/cpu"
 	"github.com/sealgate/sealgate/crypto/seal"
 )
 
@@ -558,4 +559,50 @@ func counterValue(c prometheus.Counter) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestCPUProfileOrdersAEADs forces the CPU features the endpoint decides
+// on and checks that a default client follows the server's first choice.
+func TestCPUProfileOrdersAEADs(t *testing.T) {
+	tests := []struct {
+		name     string
+		features cpu.Features
+		force    string
+		want     seal.AEADID
+	}{
+		{"aes-ni", cpu.Features{Arch: "amd64", AESNI: true, PCLMULQDQ: true}, "auto", seal.AEADAES128GCM},
+		{"no aes hardware", cpu.Features{Arch: "amd64"}, "auto", seal.AEADChaCha20Poly1305},
+		{"forced chacha on aes-ni", cpu.Features{Arch: "amd64", AESNI: true, PCLMULQDQ: true}, "chacha20-poly1305", seal.AEADChaCha20Poly1305},
+		{"forced aes-256", cpu.Features{Arch: "arm64"}, "aes-256-gcm", seal.AEADAES256GCM},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := cpu.NewProfile(tt.features, tt.force)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ep, err := sealing.New(sealing.Options{Profile: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ep.Close()
+			up := &upstream{release: make(chan struct{})}
+			srv := httptest.NewTLSServer(ep.Handler(up.router(t)))
+			defer srv.Close()
+			tr := New(srv.Client().Transport)
+			resp, err := (&http.Client{Transport: tr}).Get(srv.URL + "/api/customers")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(b), customerIBAN) {
+				t.Fatalf("body %q", b)
+			}
+			s, _ := tr.Session(context.Background(), srv.URL)
+			if s.AEAD != tt.want {
+				t.Fatalf("session AEAD %v, want %v", s.AEAD, tt.want)
+			}
+		})
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Record layer constants (PROTOCOL.md, "Records").
@@ -163,7 +164,7 @@ type RecordWriter struct {
 }
 
 func newRecordWriter(w io.Writer, k *recordKey, seq uint64) *RecordWriter {
-	rw := &RecordWriter{w: w, buf: make([]byte, MaxRecordLen)}
+	rw := &RecordWriter{w: w, buf: getRecordBuf()}
 	rw.c.init(k, seq)
 	return rw
 }
@@ -223,6 +224,8 @@ func (rw *RecordWriter) Close() error {
 	}
 	err := rw.emit(true)
 	rw.closed = true
+	putRecordBuf(rw.buf)
+	rw.buf = nil
 	return err
 }
 
@@ -262,7 +265,7 @@ type RecordReader struct {
 }
 
 func newRecordReader(r io.Reader, k *recordKey, seq uint64) *RecordReader {
-	rr := &RecordReader{r: r, buf: make([]byte, MaxRecordLen)}
+	rr := &RecordReader{r: r, buf: getRecordBuf()}
 	rr.c.init(k, seq)
 	return rr
 }
@@ -278,6 +281,8 @@ func (rr *RecordReader) Read(p []byte) (int, error) {
 		}
 		if rr.final {
 			rr.err = rr.checkEnd()
+			putRecordBuf(rr.buf)
+			rr.buf, rr.plain = nil, nil
 			return 0, rr.err
 		}
 		if err := rr.next(); err != nil {
@@ -340,4 +345,16 @@ func (rr *RecordReader) Prime() error {
 		return err
 	}
 	return nil
+}
+
+// recordBufs recycles record buffers: a message costs two of them (one
+// sealing, one opening) and they are too large to allocate per request.
+var recordBufs = sync.Pool{New: func() any { return new([MaxRecordLen]byte) }}
+
+func getRecordBuf() []byte { return recordBufs.Get().(*[MaxRecordLen]byte)[:] }
+
+func putRecordBuf(b []byte) {
+	if cap(b) == MaxRecordLen {
+		recordBufs.Put((*[MaxRecordLen]byte)(b[:MaxRecordLen]))
+	}
 }
