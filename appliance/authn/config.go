@@ -42,12 +42,12 @@ type Config struct {
 // ForwardHeaders names upstream headers for parts of the identity; an empty
 // name forwards nothing for that part. Lists are joined with ",".
 type ForwardHeaders struct {
-	Subject string `toml:"subject"`
-	Issuer  string `toml:"issuer"`
-	Method  string `toml:"method"`
-	KeyName string `toml:"key_name"`
-	Roles   string `toml:"roles"`
-	Scopes  string `toml:"scopes"`
+	Subject string `toml:"subject"`  // JWT sub, key name, certificate subject
+	Issuer  string `toml:"issuer"`   // JWT iss, certificate issuer
+	Method  string `toml:"method"`   // jwt | apikey | mtls
+	KeyName string `toml:"key_name"` // API key name
+	Roles   string `toml:"roles"`    // comma-separated
+	Scopes  string `toml:"scopes"`   // comma-separated
 }
 
 // JWTConfig is one trusted issuer ([[route.auth.jwt]]).

@@ -31,13 +31,13 @@ const fetchTimeout = 10 * time.Second
 // SourceStatus is what `sealgate status` shows about one JWKS source.
 type SourceStatus struct {
 	Issuer      string    `json:"issuer"`
-	Kind        string    `json:"kind"` // file | url
-	Location    string    `json:"location"`
-	Keys        int       `json:"keys"`
-	Fetches     int       `json:"fetches"`
-	LastFetch   time.Time `json:"last_fetch,omitzero"`
-	LastSuccess time.Time `json:"last_success,omitzero"`
-	LastError   string    `json:"last_error,omitempty"`
+	Kind        string    `json:"kind"`                  // file | url
+	Location    string    `json:"location"`              // path or URL
+	Keys        int       `json:"keys"`                  // usable keys held (the last good set)
+	Fetches     int       `json:"fetches"`               // load attempts so far
+	LastFetch   time.Time `json:"last_fetch,omitzero"`   // last attempt
+	LastSuccess time.Time `json:"last_success,omitzero"` // last successful load
+	LastError   string    `json:"last_error,omitempty"`  // error of the last attempt, if it failed
 }
 
 // keySource holds one issuer's JWKS: loaded from a file or fetched over

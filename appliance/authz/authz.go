@@ -22,6 +22,7 @@ const (
 
 // Decision is the outcome of Authorize.
 type Decision struct {
+	// Allowed is true when the request may proceed.
 	Allowed bool
 	// Rule is the pattern of the rule that decided ("" with no_rule).
 	Rule string

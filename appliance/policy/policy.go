@@ -24,9 +24,9 @@ import (
 // Config is a route's access policy: the [route.auth], [[route.authz.rule]]
 // and [route.rate_limit] tables under [[route]].
 type Config struct {
-	Auth      authn.Config     `toml:"auth"`
-	Authz     authz.Config     `toml:"authz"`
-	RateLimit ratelimit.Config `toml:"rate_limit"`
+	Auth      authn.Config     `toml:"auth"`       // who may call: [route.auth]
+	Authz     authz.Config     `toml:"authz"`      // what they may do: [[route.authz.rule]]
+	RateLimit ratelimit.Config `toml:"rate_limit"` // how often: [route.rate_limit]
 }
 
 // IsZero reports whether c sets no policy at all.
@@ -351,10 +351,10 @@ func clientAddr(info *reqctx.Info, r *http.Request) netip.Addr {
 // Status is what `sealgate status` shows about a route's policy.
 type Status struct {
 	Route      string               `json:"route"`
-	Auth       bool                 `json:"auth"`
-	JWKS       []authn.SourceStatus `json:"jwks,omitempty"`
-	AuthzRules bool                 `json:"authz_rules"`
-	RateLimit  *ratelimit.Stats     `json:"rate_limit,omitempty"`
+	Auth       bool                 `json:"auth"`                 // the route requires credentials
+	JWKS       []authn.SourceStatus `json:"jwks,omitempty"`       // one per JWT issuer
+	AuthzRules bool                 `json:"authz_rules"`          // the route has rules (default deny)
+	RateLimit  *ratelimit.Stats     `json:"rate_limit,omitempty"` // key table, when rate limited
 }
 
 // Status returns the pipeline's Status: JWKS sources (kind, location, last

@@ -25,9 +25,9 @@ type Result struct {
 
 // Stats describes the key table.
 type Stats struct {
-	Keys      int    `json:"keys"`
-	Capacity  int    `json:"capacity"`
-	Evictions uint64 `json:"evictions"`
+	Keys      int    `json:"keys"`      // buckets held now
+	Capacity  int    `json:"capacity"`  // most buckets ever held (≤ max_keys)
+	Evictions uint64 `json:"evictions"` // buckets dropped to make room
 }
 
 // Limiter is a set of token buckets, one per key, held in a table of fixed
