@@ -93,8 +93,8 @@ type APIKey struct {
 	Name string `toml:"name"`
 	// SHA256 is the hex SHA-256 of the key (sealgate keys hash prints it).
 	SHA256 string   `toml:"sha256"`
-	Roles  []string `toml:"roles"`
-	Scopes []string `toml:"scopes"`
+	Roles  []string `toml:"roles"`  // roles the key holds, for authz rules
+	Scopes []string `toml:"scopes"` // scopes the key holds, for authz rules
 }
 
 // IsZero reports whether c configures no authentication at all.

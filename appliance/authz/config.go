@@ -34,8 +34,8 @@ type Rule struct {
 // Owner requires path variable Var to equal claim Claim (a dotted path), or
 // to be one of its values when the claim is a list.
 type Owner struct {
-	Var   string `toml:"var"`
-	Claim string `toml:"claim"`
+	Var   string `toml:"var"`   // wildcard name in Match, e.g. "id"
+	Claim string `toml:"claim"` // claim of the identity, e.g. "sub" or "org.accounts"
 }
 
 // IsZero reports whether c has no rules.
