@@ -108,8 +108,10 @@ func (v *jwtVerifier) Verify(ctx context.Context, raw string) (*reqctx.Identity,
 	keys := iss.keys.lookup(hdr.KeyID, alg)
 	if len(keys) == 0 {
 		// An unknown kid may mean the issuer rotated keys: fetch again, at
-		// most once per MinRefetchInterval whatever the traffic.
-		iss.keys.loadIfStale(ctx)
+		// most once per MinRefetchInterval whatever the traffic. The fetch
+		// outlives the request (bounded by its own timeout), so a client
+		// that hangs up cannot cancel it and hold back a rotation.
+		iss.keys.loadIfStale(context.WithoutCancel(ctx))
 		gen = iss.keys.generation()
 		if keys = iss.keys.lookup(hdr.KeyID, alg); len(keys) == 0 {
 			return nil, invalid("no key for the token's kid")
