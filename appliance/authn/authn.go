@@ -38,7 +38,8 @@ type Options struct {
 	// HTTPClient fetches JWKS URLs; nil means a client with a 10 s timeout.
 	// Redirects to anything but https are refused.
 	HTTPClient *http.Client
-	// Logger receives JWKS refresh events; nil discards them.
+	// Logger receives JWKS refresh events (give it a component attribute);
+	// nil discards them.
 	Logger *slog.Logger
 	// Now is the clock for token times and refetch limits; nil is time.Now.
 	Now func() time.Time
@@ -78,7 +79,7 @@ func New(cfg Config, opt Options) (_ *Authenticator, err error) {
 			v := &jwtVerifier{issuers: map[string]*issuer{}, now: opt.Now, cache: newTokenCache()}
 			for i, jc := range cfg.JWT {
 				s, _ := jc.settings() // validated above
-				ks := newKeySource(s, client, opt.Now, opt.Logger.With("component", "jwks"))
+				ks := newKeySource(s, client, opt.Now, opt.Logger)
 				if ks.kind == "file" {
 					if err := ks.load(context.Background()); err != nil {
 						return nil, fmt.Errorf("auth.jwt[%d].jwks_file: %w", i, err)

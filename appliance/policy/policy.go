@@ -132,7 +132,8 @@ func New(route string, cfg Config, deps Deps) (_ *Pipeline, err error) {
 		return nil, fmt.Errorf("route[%s].%w", route, err)
 	}
 	if cfg.Auth.Enabled() {
-		p.authn, err = authn.New(cfg.Auth, authn.Options{HTTPClient: deps.HTTPClient, Logger: p.log, Now: deps.Now})
+		p.authn, err = authn.New(cfg.Auth, authn.Options{HTTPClient: deps.HTTPClient, Now: deps.Now,
+			Logger: deps.Logger.With("component", "authn", "route", route)})
 		if err != nil {
 			return nil, fmt.Errorf("route[%s].%w", route, err)
 		}
