@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -211,6 +212,10 @@ func TestDemoSequence(t *testing.T) {
 			t.Fatalf("identity %+v", id)
 		}
 		decision(t, a, "allow", "GET /api/customers/{id}")
+		sig := d.alice[strings.LastIndexByte(d.alice, '.')+1:]
+		if dump := fmt.Sprintf("%+v %v %v", *id, a.info.Notes(), a.info.WAFRules()); strings.Contains(dump, sig) || strings.Contains(dump, d.alice[:30]) {
+			t.Fatalf("the request record carries the token: %s", dump)
+		}
 		if a.header.Get("RateLimit-Policy") != `"default";q=10;w=2` || !strings.HasPrefix(a.header.Get("RateLimit"), `"default";r=`) {
 			t.Fatalf("rate limit headers %v", a.header)
 		}
