@@ -101,7 +101,7 @@ func validate(cfg Config) error {
 		return fmt.Errorf("authz.rule[%d]: requires scopes, roles or an owner, but the route authenticates no one; set auth.methods", i)
 	}
 	if !cfg.RateLimit.IsZero() {
-		if _, err := ratelimit.New(cfg.RateLimit, nil); err != nil {
+		if err := cfg.RateLimit.Validate(); err != nil {
 			return err
 		}
 	}

@@ -54,6 +54,12 @@ func (c Config) IsZero() bool {
 	return c.Key == "" && c.Rate == "" && c.Burst == 0 && c.MaxKeys == 0 && c.Escalate == nil
 }
 
+// Validate checks c; errors name the field under "rate_limit.".
+func (c Config) Validate() error {
+	_, err := c.parse()
+	return err
+}
+
 // settings is a validated Config.
 type settings struct {
 	key      string

@@ -190,8 +190,8 @@ const none int32 = -1
 func (s *shard) init(capacity int) {
 	s.capacity = capacity
 	s.protCap = capacity * 4 / 5
-	s.index = make(map[uint64]int32, min(capacity, 1024))
-	s.entries = make([]entry, 0, min(capacity, 1024))
+	s.index = make(map[uint64]int32, min(capacity, 64))
+	s.entries = make([]entry, 0, min(capacity, 64))
 	s.prob = list{head: none, tail: none}
 	s.prot = list{head: none, tail: none}
 }
