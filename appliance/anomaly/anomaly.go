@@ -6,6 +6,21 @@
 // blocks, rate-limit escalations), is deduplicated, counted, logged, audited,
 // optionally POSTed to a webhook, and may block the source for a TTL.
 // Memory is bounded: every table is an LRU of max_tracked entries.
+//
+// Configured at the top level:
+//
+//	[anomaly]
+//	window        = "1m"
+//	surge_factor  = 5.0
+//	min_requests  = 50
+//	auth_failures = 10   # 401s from one source within window
+//	enumeration   = 100  # distinct paths read per identity/source within window
+//	dlp_spike     = 20   # DLP findings per source and route within window
+//	cooldown      = "5m"
+//	max_tracked   = 10000
+//	exempt        = ["10.0.0.0/8"]
+//	webhook       = { url = "https://hooks.example/sealgate", timeout = "5s", queue = 1000, retries = 3, backoff = "1s" }
+//	block         = { auth_failures = "15m", enumeration = "1h" }
 package anomaly
 
 import (

@@ -86,7 +86,7 @@ func (d *Detector) autoBlock(a alert.Alert) {
 	}
 	d.blocks.Add(1)
 	d.logger.Warn("source blocked automatically", "prefix", prefix, "ttl", ttl, "reason", reason)
-	d.audit.Event(audit.KindBlockAdd, slog.String("prefix", prefix.String()), slog.Duration("ttl", ttl),
+	d.audit.Event(audit.KindBlockAdd, slog.String("prefix", prefix.String()), slog.String("ttl", ttl.String()),
 		slog.String("reason", reason), slog.String("source", "anomaly"))
 }
 

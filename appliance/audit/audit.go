@@ -3,6 +3,15 @@
 // each security event (denials above a threshold, DLP and WAF blocks, alerts).
 // It is separate from the access log so it can be kept longer and shipped to a
 // SIEM. It never receives secrets: callers pass kinds, names and counts.
+//
+// Configured at the top level:
+//
+//	[audit]
+//	path = "/var/log/sealgate/audit.log" # "" writes to stderr (the journal)
+//
+// A line looks like
+//
+//	{"time":"2026-11-27T09:00:00Z","kind":"block_add","prefix":"203.0.113.66/32","ttl":"1h0m0s","reason":"alert:enumeration","source":"anomaly"}
 package audit
 
 import (

@@ -3,6 +3,25 @@
 // depth limits, and OpenAPI 3 request validation. A request that fails is
 // answered with a problem+json error before the upstream sees a byte of it.
 // It knows nothing of authentication, the WAF or DLP.
+//
+// Configured per route:
+//
+//	[route.validate]
+//	methods          = ["GET", "POST"]
+//	content_types    = ["application/json"]
+//	max_json_depth   = 32
+//	max_json_size    = "1MiB"
+//	max_query_params = 50
+//	max_query_length = 2048
+//	max_header_count = 64
+//	max_header_bytes = "16KiB"
+//	openapi          = "/etc/sealgate/customers.yaml"
+//	openapi_mode     = "enforce" # or "report"
+//
+// Statuses: 405 (method, with Allow), 415 (content type), 413 (JSON size),
+// 400 (malformed or too deep JSON, too many query parameters, OpenAPI
+// violation), 414 (query length), 431 (header count or bytes), 404/405 for
+// paths and methods the OpenAPI description does not define.
 package validate
 
 import (

@@ -4,6 +4,16 @@
 // block mode a match is answered with a 403 problem+json before the upstream
 // sees the request; in detect mode it is logged, counted and audited and the
 // request passes. Response bodies are not inspected here (DLP does that).
+//
+// Configured per route:
+//
+//	[route.waf]
+//	mode              = "block"  # off | detect | block
+//	paranoia          = 1        # 1..4
+//	anomaly_threshold = 5        # CRS inbound anomaly score that blocks
+//	exclude_rules     = [942100] # CRS rule ids removed for this route
+//	max_body          = "128KiB" # body bytes buffered and inspected
+//	body_overflow     = "reject" # or "partial"
 package waf
 
 import (
