@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"github.com/sealgate/sealgate/bpf"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -65,6 +67,9 @@ var childOps = []struct {
 	{"reopen_pinned_map", []string{"pin_objects"}},
 	// Go sizes listen() backlogs from this file; the unit must leave it readable.
 	{"read_somaxconn", nil},
+	// The real loaders and programs of package bpf (steer.c, guard.c), as the daemon runs them.
+	{"real_steering", []string{"netlink_link_up"}},
+	{"real_guard", []string{"netlink_create_veth"}},
 }
 
 // serviceOps run only when the child is started by systemd (NOTIFY_SOCKET is set): they
@@ -296,7 +301,11 @@ func (st *childState) run(op string) error {
 		}
 		return putErr
 	case "steer_connection":
-		return st.steer()
+		return acceptSteered(st.engine, "127.0.0.1:443")
+	case "real_steering":
+		return st.realSteering()
+	case "real_guard":
+		return st.realGuard()
 	case "pin_objects":
 		return st.pin()
 	case "reopen_pinned_map":
@@ -452,45 +461,109 @@ func skLookupSpec(sockmap *ebpf.Map) *ebpf.ProgramSpec {
 	}
 }
 
-// steer dials port 443 and expects the engine listener (port 8443) to accept it, although
-// another socket is bound to port 443 when bind_privileged_port succeeded.
-func (st *childState) steer() error {
-	tl := st.engine.(*net.TCPListener)
+// acceptSteered dials addr and expects l (bound to another port) to accept the connection
+// with addr as its local address: sk_lookup steered it, although another socket may be
+// bound to addr's port.
+func acceptSteered(l net.Listener, addr string) error {
+	tl := l.(*net.TCPListener)
 	if err := tl.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
 		return err
 	}
+	defer tl.SetDeadline(time.Time{})
 	accepted := make(chan error, 1)
 	go func() {
 		c, err := tl.Accept()
 		if err == nil {
-			_, port, _ := net.SplitHostPort(c.LocalAddr().String())
-			if port != "443" {
-				err = fmt.Errorf("engine accepted a connection to port %s, want 443", port)
+			if got := c.LocalAddr().String(); got != addr {
+				err = fmt.Errorf("listener accepted a connection to %s, want %s", got, addr)
 			}
 			c.Close()
 		}
 		accepted <- err
 	}()
-	c, err := net.DialTimeout("tcp4", "127.0.0.1:443", 5*time.Second)
+	c, err := net.DialTimeout("tcp4", addr, 5*time.Second)
 	if err != nil {
-		return fmt.Errorf("dialing the steered port: %w", err)
+		return fmt.Errorf("dialing the steered address: %w", err)
 	}
 	defer c.Close()
 	if err := <-accepted; err != nil {
-		return fmt.Errorf("engine listener did not get the steered connection: %w", err)
+		return fmt.Errorf("listener did not get the steered connection: %w", err)
 	}
 	return nil
 }
 
-// pin stores the blocklist map and both links under <bpffs>/sealgate/<netns-inode>/, the
-// layout the daemon uses, so that the next daemon instance can pick them up.
+// bpfOptions are the options the daemon passes to package bpf.
+func (st *childState) bpfOptions() bpf.Options {
+	return bpf.Options{BPFFS: st.spec.BPFFS, LockWait: 10 * time.Second}
+}
+
+// realSteering opens package bpf's steering (sk_lookup program, pinned maps and link),
+// binds 127.0.0.0/8 port 9443 to a listener on 9444 and dials through it.
+func (st *childState) realSteering() error {
+	if err := bpf.ProbeSteering(); err != nil {
+		return err
+	}
+	s, err := bpf.OpenSteering(st.bpfOptions())
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	bs, err := bpf.SteerBindings("probe", []bpf.SteerConfig{{Prefix: "127.0.0.0/8", Ports: []int{9443}}})
+	if err != nil {
+		return err
+	}
+	if err := s.SetBindings(bs); err != nil {
+		return err
+	}
+	l, err := listenTCP("127.0.0.1:9444")
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if err := s.RegisterSocket("probe", l.(*net.TCPListener)); err != nil {
+		return err
+	}
+	return acceptSteered(l, "127.0.0.1:9443")
+}
+
+// realGuard opens package bpf's guard (XDP program, pinned maps), attaches it to the veth
+// peer, blocks a prefix and reads the counters.
+func (st *childState) realGuard() error {
+	if err := bpf.ProbeGuard(); err != nil {
+		return err
+	}
+	g, err := bpf.OpenGuard(st.bpfOptions())
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	if err := g.SetProtectedPorts([]uint16{9443}); err != nil {
+		return err
+	}
+	if _, err := g.Attach("sg1", "auto"); err != nil {
+		return err
+	}
+	if err := g.Block(netip.MustParsePrefix("192.0.2.0/24"), time.Minute); err != nil {
+		return err
+	}
+	if _, err := g.Stats(); err != nil {
+		return err
+	}
+	// The daemon runs Watch for its whole life; a subscription it cannot open fails at once.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	return g.Watch(ctx)
+}
+
+// pin stores the blocklist map and both links under <bpffs>/sealgate/<netns-inode>/probe/
+// (beside package bpf's steer/ and guard/), so that the next daemon instance can pick them up.
 func (st *childState) pin() error {
 	var ns syscall.Stat_t
 	if err := syscall.Stat("/proc/self/ns/net", &ns); err != nil {
 		return err
 	}
-	st.pinDir = filepath.Join(st.spec.BPFFS, "sealgate", strconv.FormatUint(ns.Ino, 10))
-	if err := os.Mkdir(st.pinDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	st.pinDir = filepath.Join(st.spec.BPFFS, "sealgate", strconv.FormatUint(ns.Ino, 10), "probe")
+	if err := os.MkdirAll(st.pinDir, 0o700); err != nil {
 		return err
 	}
 	pins := []struct {

@@ -33,16 +33,16 @@ var capNumbers = map[string]uintptr{
 const childUID = 65534
 
 // TestCapabilities proves the unit's capability set is sufficient and minimal: a process
-// with the unit's user-less privileges (a non-root uid holding exactly AmbientCapabilities,
-// no CAP_PERFMON, no CAP_SYS_ADMIN) binds port 443, configures links over netlink, creates
-// the guard's and steering's map types, loads XDP and sk_lookup programs through the
-// verifier, attaches them, steers a real connection, and pins into a bpffs laid out as
-// tmpfiles.d/sealgate.conf lays out /sys/fs/bpf. Removing any one capability, or leaving
-// bpffs at PID 1's mode 0700, breaks a named operation with EPERM/EACCES.
+// with the unit's privileges (a non-root uid holding exactly AmbientCapabilities, no
+// CAP_SYS_ADMIN) binds port 443, configures links over netlink, creates the guard's and
+// steering's map types, loads XDP and sk_lookup programs through the verifier, attaches
+// them, steers a real connection, pins into a bpffs laid out as tmpfiles.d/sealgate.conf
+// lays out /sys/fs/bpf, and runs package bpf's real steering and guard. Removing any one
+// capability, or leaving bpffs at PID 1's mode 0700, breaks a named operation with
+// EPERM/EACCES.
 //
-// Not covered here: the unit's seccomp filter and mount sandbox (they need systemd as
-// PID 1), and the exact programs of bpf/ (this uses programs of the same types, map
-// kinds and helpers).
+// The unit's seccomp filter and mount sandbox need systemd as PID 1: TestUnitUnderSystemd
+// covers them.
 func TestCapabilities(t *testing.T) {
 	requireRoot(t, "starts a child with another uid, ambient capabilities and its own network namespace, and mounts a bpffs")
 
@@ -72,10 +72,14 @@ func TestCapabilities(t *testing.T) {
 			mustFail: []string{"bpf_maps"}, mustPass: []string{"bind_privileged_port", "netlink_link_up", "netlink_create_veth"}},
 		{name: "without CAP_NET_ADMIN", caps: without("CAP_NET_ADMIN"), bpffsMode: 0o711,
 			mustFail: []string{"netlink_link_up", "sockmap", "load_xdp"}, mustPass: []string{"bind_privileged_port", "bpf_maps"}},
+		// Spectre v1 mitigation: variable packet offsets (IPv4 options, IPv6 extension
+		// headers) are refused; steering and simple XDP programs still load.
+		{name: "without CAP_PERFMON", caps: without("CAP_PERFMON"), bpffsMode: 0o711,
+			mustFail: []string{"real_guard"}, mustPass: slices.DeleteFunc(allOps(), func(s string) bool { return s == "real_guard" })},
 		{name: "without CAP_NET_BIND_SERVICE", caps: without("CAP_NET_BIND_SERVICE"), bpffsMode: 0o711,
 			mustFail: []string{"bind_privileged_port"}, mustPass: slices.DeleteFunc(allOps(), func(s string) bool { return s == "bind_privileged_port" })},
 		{name: "bpffs root 0700 as PID 1 mounts it", caps: unitSet, bpffsMode: 0o700,
-			mustFail: []string{"pin_objects"}, mustPass: []string{"load_xdp", "attach_xdp", "attach_sk_lookup", "steer_connection"}},
+			mustFail: []string{"pin_objects", "real_steering", "real_guard"}, mustPass: []string{"load_xdp", "attach_xdp", "attach_sk_lookup", "steer_connection"}},
 	}
 
 	exe := childBinary(t)

@@ -10,8 +10,9 @@
 // offline security exposure stays at or below 2.0, sysusers and tmpfiles create the
 // account and modes the unit relies on, the unit, tmpfiles and config agree on paths, and
 // (as root) that an unprivileged process holding only the unit's ambient capabilities can
-// load, pin and attach XDP and sk_lookup programs, use netlink and bind port 443, while
-// dropping any one of those capabilities breaks something.
+// load, pin and attach XDP and sk_lookup programs (package bpf's own among them), use
+// netlink and bind port 443, while dropping any one of those capabilities breaks something;
+// and, with systemd-nspawn, that the unit does all of this under a real systemd.
 package systemd
 
 import _ "embed" // for the go:embed directives below

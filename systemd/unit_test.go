@@ -163,7 +163,7 @@ func TestVerify(t *testing.T) {
 }
 
 // wantCaps is what the daemon needs; see the unit's comments and caps_linux_test.go.
-var wantCaps = []string{"CAP_BPF", "CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE"}
+var wantCaps = []string{"CAP_BPF", "CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE", "CAP_PERFMON"}
 
 // unitCaps returns the sorted capability names of a space-separated unit value.
 func unitCaps(v string) []string {

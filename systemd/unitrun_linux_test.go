@@ -70,7 +70,7 @@ func TestUnitUnderSystemd(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, nspawn,
 		"--directory=/", "--volatile=yes", "--private-network", "--boot", "--register=no", "--keep-unit",
-		"--console=passive", "--capability=CAP_BPF", "--system-call-filter=bpf",
+		"--console=passive", "--capability=CAP_BPF,CAP_PERFMON", "--system-call-filter=bpf",
 		"--machine=sealgate-test-"+strconv.Itoa(os.Getpid()),
 		"--bind-ro="+exe+":/opt/sealgate/sealgate",
 		"--bind="+filepath.Join(work, "system")+":/etc/systemd/system",
