@@ -64,11 +64,7 @@ type Daemon struct {
 	handoverLn *net.UnixListener
 	handedOver chan struct{}
 	ext        extensions
-}
-
-type boundListener struct {
-	addr string
-	ln   net.Listener
+	bpf        *ebpfState
 }
 
 type reloadState struct {
@@ -181,14 +177,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.engine.Apply(spec); err != nil {
 		return err
 	}
-	if err := d.startExtensions(cfg); err != nil {
-		return err
-	}
+	// Take the predecessor's sockets first: it then releases the pinned
+	// eBPF state that startExtensions waits for.
 	handed, err := fetchHandover(cfg.Daemon.StateDir)
 	if err != nil {
 		d.log.Warn("predecessor handover failed; binding fresh sockets", "err", err)
 	}
 	d.handedIn = handed
+	if err := d.startExtensions(cfg); err != nil {
+		d.stopHandover()
+		return err
+	}
 	if err := d.bindListeners(cfg); err != nil {
 		d.stopExtensions()
 		return err
@@ -269,6 +268,9 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	d.stopHandover()
+	// Release the eBPF objects first (they stay pinned): a successor waits
+	// for them while this process drains.
+	d.bpf.close()
 	err := d.engine.Shutdown(ctx)
 	d.closeAdmin(ctx)
 	if d.metricsLn != nil {
@@ -334,43 +336,6 @@ func (d *Daemon) reloadOnce() error {
 		return err
 	}
 	return d.reloadExtensions(cfg)
-}
-
-// bindListeners makes the bound sockets match cfg: new listeners are opened
-// (or taken over from a predecessor) and served, removed or moved ones are
-// drained.
-func (d *Daemon) bindListeners(cfg *config.Config) error {
-	want := make(map[string]string)
-	for _, l := range cfg.Listeners {
-		want[l.Name] = l.Listen
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for name, bl := range d.listeners {
-		if addr, ok := want[name]; !ok || addr != bl.addr {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			d.engine.StopListener(ctx, name)
-			cancel()
-			delete(d.listeners, name)
-			d.forgetListener(name, bl)
-		}
-	}
-	for _, l := range cfg.Listeners {
-		if _, ok := d.listeners[l.Name]; ok {
-			continue
-		}
-		ln, err := d.openListener(l.Name, l.Listen)
-		if err != nil {
-			return fmt.Errorf("listener %q: %w", l.Name, err)
-		}
-		if err := d.engine.Serve(l.Name, ln); err != nil {
-			ln.Close()
-			return err
-		}
-		d.listeners[l.Name] = &boundListener{addr: l.Listen, ln: ln}
-		d.rememberListener(l.Name, l.Listen, ln)
-	}
-	return nil
 }
 
 // listenTCP opens a TCP listener with MPTCP off: an MPTCP listener cannot be

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/appliance/demoapi"
+	"github.com/sealgate/sealgate/bpf"
 	"github.com/sealgate/sealgate/daemon/config"
 )
 
@@ -76,10 +77,12 @@ state_dir    = "%[1]s/state"
 admin_socket = "%[1]s/admin.sock"
 admin_group  = ""
 access_log   = "stdout"
+bpffs        = "%[1]s/bpffs"
 
 [[listener]]
 name   = "demo"
 listen = "%[2]s"
+%[4]s
 [listener.tls]
 certs = [{ cert = "%[1]s/demo.crt", key = "%[1]s/demo.key" }]
 
@@ -116,8 +119,16 @@ func Demo(ctx context.Context, o DemoOptions) error {
 	go upSrv.Serve(up)
 	defer upSrv.Close()
 
+	steerLine, steerNote := "", ""
+	if why := demoSteerBlocker(); why != "" {
+		steerNote = "port 443 steering off: " + why
+	} else {
+		steerLine = `steer  = [{ prefix = "127.0.0.1/32", ports = [443] }]`
+		steerNote = "steering 127.0.0.1:443 into the engine with eBPF sk_lookup (nothing else listens there)"
+		defer demoCleanupEBPF(dir)
+	}
 	cfgPath := filepath.Join(dir, "sealgate.toml")
-	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(demoConfig, dir, o.Listen, up.Addr())), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(demoConfig, dir, o.Listen, up.Addr(), steerLine)), 0o600); err != nil {
 		return err
 	}
 	logPath := filepath.Join(dir, "sealgate.log")
@@ -131,7 +142,7 @@ func Demo(ctx context.Context, o DemoOptions) error {
 		Stdout:  logf,
 		Signals: true,
 		Banner: func(d *Daemon) {
-			printDemoBanner(o.Out, o.Binary, dir, d.Addr("demo"), logPath)
+			printDemoBanner(o.Out, o.Binary, dir, d.Addr("demo"), logPath, steerNote, steerLine != "")
 		},
 	})
 	if err != nil {
@@ -142,9 +153,13 @@ func Demo(ctx context.Context, o DemoOptions) error {
 	return err
 }
 
-func printDemoBanner(w io.Writer, bin, dir, addr, logPath string) {
+func printDemoBanner(w io.Writer, bin, dir, addr, logPath, steerNote string, steered bool) {
 	if w == nil {
 		return
+	}
+	tryPort443 := ""
+	if steered {
+		tryPort443 = "  curl -k https://127.0.0.1/api/customers        (port 443, steered by eBPF)\n"
 	}
 	sock := filepath.Join(dir, "admin.sock")
 	fmt.Fprintf(w, `sealgate demo is running.
@@ -152,17 +167,18 @@ func printDemoBanner(w io.Writer, bin, dir, addr, logPath string) {
   upstream    the built-in demo customer API on loopback
   admin       %[4]s
   logs        %[5]s
+  %[7]s
 
 Try:
   curl -k https://%[2]s/api/customers
-  curl --cacert %[3]s/demo.crt https://localhost:%[6]s/api/customers/c-1002
+%[8]s  curl --cacert %[3]s/demo.crt https://localhost:%[6]s/api/customers/c-1002
   %[1]s status --socket %[4]s
   %[1]s stats --socket %[4]s
   curl -s --unix-socket %[4]s http://sealgate/metrics | grep sealgate_requests_total
   tail -f %[5]s
 
 Press Ctrl-C to stop.
-`, bin, addr, dir, sock, logPath, portOf(addr))
+`, bin, addr, dir, sock, logPath, portOf(addr), steerNote, tryPort443)
 }
 
 func portOf(addr string) string {
@@ -174,3 +190,27 @@ func portOf(addr string) string {
 }
 
 var errUsage = errors.New("usage")
+
+// demoSteerBlocker says why the demo cannot steer 127.0.0.1:443, or "".
+func demoSteerBlocker() string {
+	if os.Geteuid() != 0 {
+		return "needs root (CAP_BPF, CAP_NET_ADMIN); run 'sudo make demo' to see it"
+	}
+	if err := bpf.ProbeSteering(); err != nil {
+		return err.Error()
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:443")
+	if err != nil {
+		return "something already listens on 127.0.0.1:443"
+	}
+	ln.Close()
+	return ""
+}
+
+// demoCleanupEBPF removes the demo's pinned state and its private bpffs, so
+// nothing of the demo outlives it.
+func demoCleanupEBPF(dir string) {
+	fs := filepath.Join(dir, "bpffs")
+	bpf.Cleanup(bpf.Options{BPFFS: fs})
+	unmount(fs)
+}

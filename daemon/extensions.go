@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"time"
 
 	"github.com/sealgate/sealgate/appliance/blocker"
@@ -25,9 +28,17 @@ func (d *Daemon) initExtensions(cfg *config.Config, log *slog.Logger) error {
 	return nil
 }
 
-func (d *Daemon) startExtensions(cfg *config.Config) error  { return nil }
-func (d *Daemon) reloadExtensions(cfg *config.Config) error { return nil }
-func (d *Daemon) stopExtensions()                           {}
+func (d *Daemon) startExtensions(cfg *config.Config) error {
+	return d.startEBPF(cfg)
+}
+
+func (d *Daemon) reloadExtensions(cfg *config.Config) error {
+	return d.reloadEBPF(cfg)
+}
+
+func (d *Daemon) stopExtensions() {
+	d.bpf.close()
+}
 
 func (d *Daemon) outerHandler() func(http.Handler) http.Handler { return nil }
 
@@ -42,6 +53,7 @@ func (d *Daemon) auditEvent(kind string, attrs ...slog.Attr) {
 
 // extraAdminRoutes adds the admin endpoints of the subsystems.
 func (d *Daemon) extraAdminRoutes(a *adminServer, mux *http.ServeMux) {
+	d.ebpfAdminRoutes(a, mux)
 	a.handle(mux, "GET /v1/blocklist", levelRead, func(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, map[string]any{"entries": d.blocklist()})
 	})
@@ -103,12 +115,16 @@ func (d *Daemon) block(p netip.Prefix, ttl time.Duration, reason, source string)
 	if err := d.deny.Block(p, ttl, reason, source); err != nil {
 		return err
 	}
+	if err := d.bpf.block(p, ttl); err != nil {
+		d.log.Warn("prefix not added to the XDP guard; the engine still refuses it", "prefix", p.String(), "err", err)
+	}
 	d.auditEvent("block_add", slog.String("prefix", p.String()), slog.Duration("ttl", ttl), slog.String("reason", reason), slog.String("source", source))
 	return nil
 }
 
 func (d *Daemon) unblock(p netip.Prefix) bool {
 	ok := d.deny.Delete(p)
+	d.bpf.unblock(p)
 	if ok {
 		d.auditEvent("block_del", slog.String("prefix", p.String()))
 	}
@@ -118,17 +134,80 @@ func (d *Daemon) unblock(p netip.Prefix) bool {
 func (d *Daemon) blocklist() []blocker.Entry { return d.deny.Entries() }
 
 func (d *Daemon) fillExtensionStatus(st *Status) {
-	st.Steering = SteeringStatus{Reason: "eBPF steering is not wired into this build yet"}
-	st.Guard = GuardStatus{Reason: "eBPF guard is not wired into this build yet"}
+	d.bpf.fillStatus(st)
 }
 
 // extraCommands are the CLI commands of the subsystems.
-func extraCommands() []command { return nil }
+func extraCommands() []command {
+	return []command{
+		{"attach", "IFACE [--mode auto|native|generic]", "attach the XDP guard to an interface", cmdAttach},
+		{"detach", "IFACE", "detach the XDP guard from an interface", cmdDetach},
+	}
+}
+
+func cmdAttach(c *cli, args []string) error {
+	c.clientFlags(true)
+	mode := c.fs.String("mode", "auto", "XDP mode: auto (native, else generic), native or generic")
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errUsage
+	}
+	var att struct {
+		Interface string `json:"interface"`
+		Mode      string `json:"mode"`
+		Driver    string `json:"driver"`
+		Attached  bool   `json:"attached"`
+	}
+	if err := c.client().Do("POST", "/v1/interfaces/"+url.PathEscape(pos[0])+"/attach?mode="+url.QueryEscape(*mode), nil, &att); err != nil {
+		return err
+	}
+	if *c.jsonOut {
+		return c.printJSON(att)
+	}
+	if !att.Attached {
+		fmt.Fprintf(c.stdout, "guard will attach to %s when it appears\n", pos[0])
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "guard attached to %s (%s mode, driver %s)\n", att.Interface, att.Mode, att.Driver)
+	return nil
+}
+
+func cmdDetach(c *cli, args []string) error {
+	c.clientFlags(false)
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errUsage
+	}
+	if err := c.client().Do("POST", "/v1/interfaces/"+url.PathEscape(pos[0])+"/detach", nil, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "guard detached from %s\n", pos[0])
+	return nil
+}
 
 // checkExtensions builds what check-config must prove beyond the file itself.
 func checkExtensions(cfg *config.Config) error { return nil }
 
-// runCleanup removes pinned eBPF state.
+// runCleanup removes pinned eBPF state: steering, guard links, blocklist.
 func runCleanup(path string, w io.Writer) error {
-	return errors.New("no eBPF state is managed by this build")
+	cfg, err := config.Load(path)
+	if err != nil {
+		var perr *fs.PathError
+		if !errors.As(err, &perr) {
+			return err
+		}
+		// No config file: clean the default location.
+		cfg = &config.Config{Daemon: config.Daemon{BPFFS: config.DefaultBPFFS}}
+	}
+	if err := cleanupEBPF(cfg, slog.New(slog.NewTextHandler(w, nil))); err != nil {
+		return fmt.Errorf("cleanup: %w", err)
+	}
+	fmt.Fprintf(w, "removed pinned eBPF state under %s/sealgate\n", cfg.Daemon.BPFFS)
+	return nil
 }

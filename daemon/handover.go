@@ -44,13 +44,11 @@ func inheritedFiles() map[string]*os.File {
 	return out
 }
 
-func fdName(listener string) string { return "sg-" + listener }
-
-// openListener takes over an inherited socket for this listener when one
-// with the same address was passed in, else binds a new one.
+// openListener takes over an inherited socket of this name when one with
+// the same address was passed in, else binds a new one.
 func (d *Daemon) openListener(name, addr string) (net.Listener, error) {
-	if f, ok := d.inherited[fdName(name)]; ok {
-		delete(d.inherited, fdName(name))
+	if f, ok := d.inherited[name]; ok {
+		delete(d.inherited, name)
 		ln, err := net.FileListener(f)
 		f.Close()
 		if err == nil && sameAddr(ln.Addr(), addr) {
@@ -85,17 +83,17 @@ func (d *Daemon) rememberListener(name, addr string, ln net.Listener) {
 		return
 	}
 	err := withListenerFDs([]net.Listener{ln}, func(fds []int) error {
-		return d.notify.send("FDSTORE=1\nFDNAME="+fdName(name), fds...)
+		return d.notify.send("FDSTORE=1\nFDNAME="+name, fds...)
 	})
 	if err != nil {
 		d.log.Warn("listening socket not stored for restart", "listener", name, "err", err)
 	}
 }
 
-// forgetListener removes a listener's socket from the fd store.
-func (d *Daemon) forgetListener(name string, _ *boundListener) {
+// forgetListener removes a socket from the fd store.
+func (d *Daemon) forgetListener(name string) {
 	if d.notify.enabled() {
-		d.notify.send("FDSTOREREMOVE=1\nFDNAME=" + fdName(name))
+		d.notify.send("FDSTOREREMOVE=1\nFDNAME=" + name)
 	}
 }
 

@@ -68,10 +68,12 @@ func (d *Daemon) giveListeners(c *net.UnixConn) error {
 	var msg handoverMsg
 	var lns []net.Listener
 	d.mu.Lock()
-	for name, bl := range d.listeners {
-		lns = append(lns, bl.ln)
-		msg.Names = append(msg.Names, name)
-		msg.Addrs = append(msg.Addrs, bl.addr)
+	for _, bl := range d.listeners {
+		for _, s := range bl.socks {
+			lns = append(lns, s.ln)
+			msg.Names = append(msg.Names, s.name)
+			msg.Addrs = append(msg.Addrs, s.addr)
+		}
 	}
 	d.mu.Unlock()
 	b, _ := json.Marshal(msg)

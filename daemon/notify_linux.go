@@ -27,4 +27,3 @@ func (n *notifier) send(state string, fds ...int) error {
 	}
 	return nil
 }
-

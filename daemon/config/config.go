@@ -82,6 +82,7 @@ type Listener struct {
 type Steer struct {
 	Prefix string   `toml:"prefix"`
 	Ports  []uint16 `toml:"ports"`
+	Proto  string   `toml:"proto"` // tcp (default) or udp
 }
 
 // ListenerTLS is [listener.tls].

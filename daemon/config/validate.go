@@ -85,6 +85,9 @@ func (c *Config) validate() []fieldError {
 			if _, err := netip.ParsePrefix(s.Prefix); err != nil {
 				v.add(sp+".prefix", "want a CIDR prefix such as 0.0.0.0/0 or 2001:db8::/32, got %q", s.Prefix)
 			}
+			if s.Proto != "" && s.Proto != "tcp" && s.Proto != "udp" {
+				v.add(sp+".proto", "want tcp or udp, got %q", s.Proto)
+			}
 			if len(s.Ports) == 0 {
 				v.add(sp+".ports", "at least one port is required")
 			}
