@@ -190,6 +190,11 @@ func matchCard(b []byte, i int, final, jsonBody bool) (match, status) {
 		if !cardIssuerOK(d) || !luhn(d) {
 			continue
 		}
+		if g > 0 && continuesGroups(b, i, sep) {
+			// The middle of a longer grouped number (a USPS tracking
+			// number "9400 1234 4255 6286 7958 1381 70"), not a card.
+			return match{}, stNo
+		}
 		m := match{start: i, end: e.pos, kind: KindCard, style: styleDigits}
 		// Keep the last four digits visible.
 		k, seen := e.pos, 0
@@ -208,6 +213,20 @@ func matchCard(b []byte, i int, final, jsonBody bool) (match, status) {
 		return m, stYes
 	}
 	return match{}, stNo
+}
+
+// continuesGroups reports whether b[i] follows sep and a group of three or
+// more digits, so a grouped number starting at i would be the tail of a
+// longer one.
+func continuesGroups(b []byte, i int, sep byte) bool {
+	if i < 2 || b[i-1] != sep {
+		return false
+	}
+	n := 0
+	for k := i - 2; k >= 0 && isDigit(b[k]) && n < 3; k-- {
+		n++
+	}
+	return n >= 3
 }
 
 // bareNumberAt reports whether the digits at b[i] follow what precedes a

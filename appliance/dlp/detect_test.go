@@ -1,6 +1,7 @@
 package dlp
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -57,6 +58,7 @@ var detectorCases = []detectorCase{
 	{"isbn 13", KindCard, "9780306406157", false},
 	{"ean 13", KindCard, "4006381333931", false},
 	{"uuid", KindCard, "550e8400-e29b-41d4-a716-446655440000", false},
+	{"usps tracking", KindCard, "9400 1234 4255 6286 7958 1381 70", false},
 
 	// US social security numbers.
 	{"ssn", KindSSN, "123-45-6789", true},
@@ -220,6 +222,27 @@ func TestCardIssuerTable(t *testing.T) {
 			}
 			if got := cardIssuerOK(d); got != tc.want {
 				t.Fatalf("cardIssuerOK(%s) = %v, want %v", tc.digits, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCardPositionInGroups(t *testing.T) {
+	cc := mustCompile(t, Config{})
+	tests := []struct {
+		in   string
+		want []rec
+	}{
+		{"qty 2 4111 1111 1111 1111", []rec{{KindCard, secNone, 6}}},
+		{"9400 1234 4255 6286 7958 1381 70", nil},
+		{"ref 12-4111-1111-1111-1111", []rec{{KindCard, secNone, 7}}},
+		{"1,4111111111111111,x", []rec{{KindCard, secNone, 2}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			_, got := scanSplit(t, cc, false, []byte(tc.in))
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -95,12 +95,12 @@ func chunked(header http.Header, status int, body []byte, n int) http.Handler {
 			w.Header()[k] = v
 		}
 		w.WriteHeader(status)
-		for len(body) > 0 {
-			k := min(n, len(body))
-			if _, err := w.Write(body[:k]); err != nil {
+		for p := body; len(p) > 0; {
+			k := min(n, len(p))
+			if _, err := w.Write(p[:k]); err != nil {
 				return
 			}
-			body = body[k:]
+			p = p[k:]
 		}
 	})
 }

@@ -188,22 +188,79 @@ func (s *scanner) process(final bool) error {
 // scanRange looks for token starts in b[i:lim]; validators may read up to
 // len(b). It returns where scanning stopped and whether it stopped because a
 // verdict needs more data.
+//
+// The loop is the hot path: one table lookup per byte, words skipped whole,
+// and at a token start a few byte compares rule out almost every candidate
+// before a validator runs. A prefilter only answers "certainly not" from
+// bytes it has; when it would need a byte past len(b) it defers to the
+// validator, which knows how to ask for more data.
 func (s *scanner) scanRange(b []byte, i, lim int, final bool) (int, bool, error) {
 	if i > 0 && isWord(b[i-1]) {
 		// Inside a word: not a token start.
-		for i < len(b) && isWord(b[i]) {
+		for i < len(b) && cls[b[i]]&cWord != 0 {
 			i++
 		}
 	}
+	en := &s.cc.enabled
+	n := len(b)
 	for i < lim {
-		k := cls[b[i]]
-		if k&cTrig == 0 {
+		c := b[i]
+		a := act[c]
+		if a == aNone {
 			i++
-			if k&cWord != 0 {
-				for i < len(b) && cls[b[i]]&cWord != 0 {
-					i++
-				}
+			continue
+		}
+		cand := true
+		switch a {
+		case aWord:
+			cand = false
+		case aDigit:
+			j := i + 1
+			for j < n && isDigit(b[j]) {
+				j++
 			}
+			if j+1 < n {
+				l := j - i
+				nx := b[j]
+				cand = (en[KindSSN] && l == 3 && nx == '-') ||
+					(en[KindCard] && c >= '2' && c <= '6' && ((l == 4 && (nx == ' ' || nx == '-') && isDigit(b[j+1])) || (l >= 13 && l <= 19)))
+			}
+			if !cand {
+				i = j
+			}
+		case aUpper:
+			if i+3 < n {
+				cand = (en[KindIBAN] && isUpper(b[i+1]) && isDigit(b[i+2]) && isDigit(b[i+3])) ||
+					(en[KindSecret] && c == 'A' && (b[i+1] == 'K' || b[i+1] == 'S' || b[i+1] == 'I'))
+			}
+		case aLetter:
+			if i+2 < n {
+				c1, c2 := b[i+1], b[i+2]
+				switch c {
+				case 'e':
+					cand = c1 == 'y' && c2 == 'J'
+				case 'g':
+					cand = c1 == 'h' || c1 == 'l' || c1 == 'i'
+				case 'x':
+					cand = c1 == 'o' && c2 == 'x'
+				default: // s, r
+					cand = c1 == 'k' && c2 == '_'
+				}
+				cand = cand && en[KindSecret]
+			}
+		case aDash:
+			cand = en[KindSecret] && (i+1 >= n || b[i+1] == '-')
+		case aAt:
+			cand = en[KindEmail]
+		case aPlus:
+			cand = en[KindPhone]
+		}
+		if !cand {
+			if a == aDash || a == aAt || a == aPlus {
+				i++
+				continue
+			}
+			i = skipWord(b, i)
 			continue
 		}
 		m, st := s.trigger(b, i, final)
@@ -221,14 +278,65 @@ func (s *scanner) scanRange(b []byte, i, lim int, final bool) (int, bool, error)
 		default:
 			i++
 		}
-		if k&cWord != 0 || st == stYes {
-			for i < len(b) && cls[b[i]]&cWord != 0 {
+		if a != aDash && a != aAt && a != aPlus || st == stYes {
+			for i < n && cls[b[i]]&cWord != 0 {
 				i++
 			}
 		}
 	}
 	return i, false, nil
 }
+
+// skipWord returns the index of the first non-word byte at or after i,
+// testing four bytes per branch.
+func skipWord(b []byte, i int) int {
+	for i+4 <= len(b) {
+		w := b[i : i+4 : i+4]
+		if cls[w[0]]&cls[w[1]]&cls[w[2]]&cls[w[3]]&cWord == 0 {
+			break
+		}
+		i += 4
+	}
+	for i < len(b) && cls[b[i]]&cWord != 0 {
+		i++
+	}
+	return i
+}
+
+// Actions of the scan loop per byte at a token start.
+const (
+	aNone   = iota // punctuation, space, control, non-ASCII
+	aWord          // a letter that starts no pattern
+	aDigit         // cards, SSNs
+	aUpper         // IBANs, AWS and Google keys
+	aLetter        // e g x s r: JWTs and token prefixes
+	aDash          // PEM headers
+	aAt            // e-mail addresses
+	aPlus          // phone numbers
+)
+
+var act = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		switch {
+		case isDigit(b):
+			t[c] = aDigit
+		case isUpper(b):
+			t[c] = aUpper
+		case b == 'e' || b == 'g' || b == 'x' || b == 's' || b == 'r':
+			t[c] = aLetter
+		case cls[c]&cWord != 0:
+			t[c] = aWord
+		case b == '-':
+			t[c] = aDash
+		case b == '@':
+			t[c] = aAt
+		case b == '+':
+			t[c] = aPlus
+		}
+	}
+	return t
+}()
 
 // trigger runs the validators for the token start b[i] in priority order; the
 // first that does not answer stNo decides, so the verdict never depends on
