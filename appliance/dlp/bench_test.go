@@ -2,13 +2,13 @@ package dlp
 
 import (
 	"fmt"
-	"syscall"
-	"time"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // mixedJSON is about size bytes of API-like JSON records: ids, names,
@@ -45,7 +45,7 @@ func mixedJSON(size int) []byte {
 
 type discardSink struct{}
 
-func (discardSink) emit([]byte) error                  { return nil }
+func (discardSink) emit([]byte) error                   { return nil }
 func (discardSink) found(Kind, secretType, int64) error { return nil }
 
 func benchScanner(b *testing.B, cfg Config, chunk int) {

@@ -151,11 +151,11 @@ func genUsers(r *rand.Rand) any {
 		out = append(out, map[string]any{
 			"id": 1000 + i, "uuid": uuid4(r), "username": fmt.Sprintf("%s%s%d", fn[:1], ln, r.IntN(100)),
 			"display_name": strings.ToUpper(fn[:1]) + fn[1:] + " " + strings.ToUpper(ln[:1]) + ln[1:],
-			"created_at": created.Format(time.RFC3339), "created_at_local": created.In(time.FixedZone("", (r.IntN(27)-12)*3600)).Format(time.RFC3339Nano),
+			"created_at":   created.Format(time.RFC3339), "created_at_local": created.In(time.FixedZone("", (r.IntN(27)-12)*3600)).Format(time.RFC3339Nano),
 			"last_login": created.Unix() + r.Int64N(1e7), "last_seen_ms": created.UnixMilli() + r.Int64N(1e10),
 			"avatar": fmt.Sprintf("https://cdn.example.net/avatars/%d/avatar@2x.png", 1000+i),
 			"locale": pick(r, []string{"de-DE", "en-US", "pt-PT", "ja-JP", "fr-CA"}), "timezone": pick(r, []string{"Europe/Berlin", "America/Toronto", "Asia/Tokyo", "Africa/Nairobi"}),
-			"bio": fmt.Sprintf("Building things in %s. Ping @%s%s for reviews; v%d.%d.%d released.", pick(r, cities), fn, ln[:2], r.IntN(4), r.IntN(20), r.IntN(30)),
+			"bio":       fmt.Sprintf("Building things in %s. Ping @%s%s for reviews; v%d.%d.%d released.", pick(r, cities), fn, ln[:2], r.IntN(4), r.IntN(20), r.IntN(30)),
 			"followers": r.IntN(50000), "karma": r.Float64() * 1000, "snowflake": snowflake(r), "flags": r.IntN(1 << 16),
 			"home": map[string]any{"city": pick(r, cities), "postal_code": fmt.Sprintf("%05d", r.IntN(100000)), "lat": r.Float64()*180 - 90, "lng": r.Float64()*360 - 180},
 		})
@@ -170,9 +170,9 @@ func genOrders(r *rand.Rand) any {
 		for k := 0; k < 1+r.IntN(4); k++ {
 			price := 99 + r.IntN(50000)
 			items = append(items, map[string]any{
-				"sku": fmt.Sprintf("SKU-%05d-%s-%s", r.IntN(100000), pick(r, []string{"BLK", "WHT", "RED"}), pick(r, []string{"S", "M", "L", "XL"})),
+				"sku":  fmt.Sprintf("SKU-%05d-%s-%s", r.IntN(100000), pick(r, []string{"BLK", "WHT", "RED"}), pick(r, []string{"S", "M", "L", "XL"})),
 				"gtin": ean13(r, pick(r, []string{"400", "401", "412", "440", "50", "30", "34", "76", "87", "978"})),
-				"upc": ean13(r, "0")[1:], "qty": 1 + r.IntN(5), "unit_price": fmt.Sprintf("%d.%02d", price/100, price%100), "unit_price_cents": price,
+				"upc":  ean13(r, "0")[1:], "qty": 1 + r.IntN(5), "unit_price": fmt.Sprintf("%d.%02d", price/100, price%100), "unit_price_cents": price,
 			})
 		}
 		created := ts(r)
@@ -181,8 +181,8 @@ func genOrders(r *rand.Rand) any {
 			"reference": fmt.Sprintf("%04d-%04d-%04d", r.IntN(10000), r.IntN(10000), r.IntN(10000)), "hotline_ref": fmt.Sprintf("1-800-%03d-%04d", r.IntN(1000), r.IntN(10000)),
 			"status": pick(r, wordsList), "items": items, "currency": pick(r, []string{"EUR", "USD", "GBP", "JPY"}),
 			"total": fmt.Sprintf("%d.%02d", r.IntN(2000), r.IntN(100)), "tax_rate": 0.19, "discount": fmt.Sprintf("-%d%%", r.IntN(30)),
-			"tracking": map[string]any{"carrier": "UPS", "number": fmt.Sprintf("1Z%03dAA1%08d", r.IntN(1000), r.IntN(100000000))},
-			"usps": fmt.Sprintf("9400 1%03d %04d %04d %04d %04d %02d", r.IntN(1000), r.IntN(10000), r.IntN(10000), r.IntN(10000), r.IntN(10000), r.IntN(100)),
+			"tracking":   map[string]any{"carrier": "UPS", "number": fmt.Sprintf("1Z%03dAA1%08d", r.IntN(1000), r.IntN(100000000))},
+			"usps":       fmt.Sprintf("9400 1%03d %04d %04d %04d %04d %02d", r.IntN(1000), r.IntN(10000), r.IntN(10000), r.IntN(10000), r.IntN(10000), r.IntN(100)),
 			"created_at": created.Format(time.RFC3339Nano), "eta_days": r.IntN(14), "change": fmt.Sprintf("+%d.%d%%", r.IntN(50), r.IntN(10)),
 		})
 	}
@@ -235,10 +235,10 @@ func genCatalog(r *rand.Rand) any {
 		out = append(out, map[string]any{
 			"name": fmt.Sprintf("@%s/%s-kit", pick(r, firstNames), pick(r, wordsList)), "version": fmt.Sprintf("%d.%d.%d-rc.%d+build.%d", maj, min, pat, r.IntN(5), r.IntN(9999)),
 			"dependencies": map[string]string{"left-pad": fmt.Sprintf("^%d.%d.%d", maj, min, pat), "core": fmt.Sprintf("core@%d.%d.%d", maj, min, pat)},
-			"isbn10": isbn10(r), "isbn13": ean13(r, "978"), "sha1": hexN(r, 40), "sha256": "sha256:" + hexN(r, 64), "md5": hexN(r, 32),
+			"isbn10":       isbn10(r), "isbn13": ean13(r, "978"), "sha1": hexN(r, 40), "sha256": "sha256:" + hexN(r, 64), "md5": hexN(r, 32),
 			"thumbnail": "data:image/png;base64," + b64(r, 90), "hero": fmt.Sprintf("hero@%dx.webp", 1+r.IntN(3)),
 			"cursor": base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf(`{"page":%d,"size":50}`, r.IntN(500)))),
-			"etag": fmt.Sprintf(`W/"%s"`, hexN(r, 16)), "size_bytes": r.Int64N(1 << 40), "downloads_last_month": r.IntN(10000000),
+			"etag":   fmt.Sprintf(`W/"%s"`, hexN(r, 16)), "size_bytes": r.Int64N(1 << 40), "downloads_last_month": r.IntN(10000000),
 		})
 	}
 	return map[string]any{"packages": out}
