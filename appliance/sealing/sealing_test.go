@@ -2,6 +2,9 @@ package sealing
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"log/slog"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -297,4 +300,58 @@ func FuzzGateway(f *testing.F) {
 			t.Fatalf("router reached with forged body (status %d)", rec.Code)
 		}
 	})
+}
+
+func TestKeyMaterialNeverLogged(t *testing.T) {
+	dir := t.TempDir()
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ep, err := New(Options{StateDir: dir, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := ep.Handler(http.NotFoundHandler())
+	s := openSession(t, h, seal.KEMX25519)
+	do(h, sealedRequest(t, s, 1, &seal.Request{Method: "GET", Scheme: "https", Authority: "a", Path: "/"}, nil))
+	do(h, sealedRequest(t, s, 1, &seal.Request{Method: "GET", Scheme: "https", Authority: "a", Path: "/"}, nil)) // replay, logged
+	if _, err := ep.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	ep.Close()
+	raw, err := os.ReadFile(filepath.Join(dir, "seal", "keys.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Generations []struct {
+			Keys []struct {
+				Private []byte `json:"private"`
+			} `json:"keys"`
+		} `json:"generations"`
+		TicketKeys []struct {
+			Key []byte `json:"key"`
+		} `json:"ticket_keys"`
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		t.Fatal(err)
+	}
+	var secrets [][]byte
+	for _, g := range st.Generations {
+		for _, k := range g.Keys {
+			secrets = append(secrets, k.Private)
+		}
+	}
+	for _, k := range st.TicketKeys {
+		secrets = append(secrets, k.Key)
+	}
+	if len(secrets) < 4 || !strings.Contains(logs.String(), "sealed message refused") {
+		t.Fatalf("test setup: %d secrets, logs:\n%s", len(secrets), logs.String())
+	}
+	for _, sec := range secrets {
+		for _, enc := range []string{hex.EncodeToString(sec), base64.StdEncoding.EncodeToString(sec), string(sec)} {
+			if strings.Contains(logs.String(), enc) {
+				t.Fatal("key material in the log")
+			}
+		}
+	}
 }
