@@ -1,19 +1,32 @@
 package systemd
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
 	"net/netip"
 	"net/url"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/sealgate/sealgate/daemon/config"
 )
 
 // designConfig mirrors the configuration keys documented in DESIGN.md ("Config"). It is
 // decoded strictly, so a key in sealgate.toml that the contract does not document fails.
-// When the daemon's own Config grows, the daemon's tests decode DefaultConfig with it too.
+// TestDefaultConfigPassesDaemonCheck runs the daemon's own parser on the same file.
 type designConfig struct {
 	Daemon struct {
 		StateDir      string `toml:"state_dir"`
@@ -245,5 +258,76 @@ func TestDefaultConfigMarksEdits(t *testing.T) {
 			}
 			t.Errorf("sealgate.toml has no %s key", key)
 		})
+	}
+}
+
+// TestDefaultConfigPassesDaemonCheck feeds sealgate.toml to the daemon's own parser
+// (what `sealgate check-config` and `sealgate run` use). As shipped, the only errors must
+// be the certificate and key the operator has to provide; with those present it is valid.
+func TestDefaultConfigPassesDaemonCheck(t *testing.T) {
+	dir := t.TempDir()
+	writeSelfSigned(t, filepath.Join(dir, "api.crt"), filepath.Join(dir, "api.key"))
+	tests := []struct {
+		name       string
+		text       string
+		wantFields []string // fields named by the errors, in order; nil means valid
+	}{
+		{name: "as shipped", text: DefaultConfig, wantFields: []string{"listener[0].tls.certs[0].cert", "listener[0].tls.certs[0].key"}},
+		{name: "with the operator's certificate", text: strings.ReplaceAll(DefaultConfig, "/etc/sealgate/api.", dir+"/api.")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := config.Parse("sealgate.toml", []byte(tt.text))
+			if tt.wantFields == nil {
+				if err != nil {
+					t.Fatalf("daemon config check: %v", err)
+				}
+				if c.Daemon.AdminSocket != config.DefaultAdminSocket || c.Daemon.StateDir != config.DefaultStateDir || c.Daemon.BPFFS != config.DefaultBPFFS {
+					t.Errorf("daemon paths %q %q %q differ from the daemon's defaults", c.Daemon.AdminSocket, c.Daemon.StateDir, c.Daemon.BPFFS)
+				}
+				return
+			}
+			var errs config.Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("want config.Errors naming %v, got %v", tt.wantFields, err)
+			}
+			var got []string
+			for _, e := range errs {
+				got = append(got, e.Field)
+			}
+			if !slices.Equal(got, tt.wantFields) {
+				t.Errorf("errors name %v, want %v:\n%v", got, tt.wantFields, err)
+			}
+		})
+	}
+}
+
+// writeSelfSigned writes a throwaway ECDSA P-256 certificate and key in PEM.
+func writeSelfSigned(t *testing.T, certPath, keyPath string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "api.example.com"},
+		DNSNames:     []string{"api.example.com"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
