@@ -259,6 +259,17 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	o := t.origin(base)
+	if req.GetBody == nil && req.Body != nil && req.Body != http.NoBody && req.ContentLength > 0 && req.ContentLength <= smallBody {
+		// Keep a small body so a recoverable refusal can be retried.
+		b, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reading request body: %w", err)
+		}
+		req = req.Clone(req.Context())
+		req.Body = io.NopCloser(bytes.NewReader(b))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	}
 	for attempt := 0; ; attempt++ {
 		s, err := t.session(req.Context(), base, o)
 		var perr *ProblemError

@@ -518,6 +518,20 @@ func TestServerSideExpiryRenewsTransparently(t *testing.T) {
 	if resp.StatusCode != 200 || counterValue(f.m.SealRejects.WithLabelValues("expired")) != 1 {
 		t.Fatalf("status %d, expired rejects %v", resp.StatusCode, counterValue(f.m.SealRejects.WithLabelValues("expired")))
 	}
+
+	// Again with a body that cannot be re-read (no GetBody).
+	f.now.Advance(11 * time.Minute)
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/api/echo", nil)
+	req.Body, req.ContentLength = io.NopCloser(strings.NewReader("once only")), 9
+	resp, err = f.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `"len":9`) || counterValue(f.m.SealRejects.WithLabelValues("expired")) != 2 {
+		t.Fatalf("retry without GetBody: %s", b)
+	}
 }
 
 func TestCurl(t *testing.T) {
