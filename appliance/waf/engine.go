@@ -105,6 +105,9 @@ func buildEngine(k engineKey, exclude []int) (*Engine, error) {
 		})
 	w, err := coraza.NewWAF(cfg.WithDirectives(directives))
 	if err != nil {
+		if strings.Contains(err.Error(), "filesystem access check") {
+			return nil, fmt.Errorf("compiling core rule set: %w (Coraza needs a writable temporary directory: set TMPDIR or PrivateTmp=yes in the unit)", err)
+		}
 		return nil, fmt.Errorf("compiling core rule set: %w", err)
 	}
 	for i, id := range exclude {
