@@ -28,6 +28,20 @@ type Policy struct {
 	alerts   alert.Sink
 	counters [numKinds]prometheus.Counter
 	scanners sync.Pool
+	blockBuf sync.Pool // *[]byte of cap up to max_block_buffer
+}
+
+func (p *Policy) getBlockBuf() []byte {
+	if b, ok := p.blockBuf.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, min(p.cc.maxBlock, 64<<10))
+}
+
+func (p *Policy) putBlockBuf(b []byte) {
+	if b != nil && cap(b) <= p.cc.maxBlock {
+		p.blockBuf.Put(&b)
+	}
 }
 
 // New validates cfg and builds the policy for route. A zero cfg gives a

@@ -3,6 +3,7 @@ package dlp
 import (
 	"bufio"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -240,6 +241,9 @@ func (w *respWriter) commit() {
 func (w *respWriter) emit(p []byte) error {
 	if w.buffering {
 		if len(w.bbuf)+len(p) <= w.p.cc.maxBlock {
+			if w.bbuf == nil {
+				w.bbuf = w.p.getBlockBuf()
+			}
 			w.bbuf = append(w.bbuf, p...)
 			return nil
 		}
@@ -247,10 +251,12 @@ func (w *respWriter) emit(p []byte) error {
 		w.buffering = false
 		w.commit()
 		if len(w.bbuf) > 0 {
-			if _, err := w.rw.Write(w.bbuf); err != nil {
+			_, err := w.rw.Write(w.bbuf)
+			w.p.putBlockBuf(w.bbuf)
+			w.bbuf = nil
+			if err != nil {
 				return &clientError{err}
 			}
-			w.bbuf = nil
 		}
 	}
 	w.commit()
@@ -267,7 +273,7 @@ func (w *respWriter) found(k Kind, sec secretType, off int64) error {
 		c.Inc()
 	}
 	act := w.p.cc.action[k]
-	if w.logged < maxLoggedFindings {
+	if w.logged < maxLoggedFindings && w.p.log.Enabled(w.req.Context(), slog.LevelInfo) {
 		w.logged++
 		attrs := []any{"request_id", w.requestID(), "kind", k.String(), "offset", off, "action", act.String()}
 		if sec != secNone {
@@ -316,6 +322,7 @@ func (w *respWriter) raise(k Kind, sec secretType, off int64) {
 func (w *respWriter) withhold(detail string) {
 	w.mode = modeWithheld
 	w.buffering = false
+	w.p.putBlockBuf(w.bbuf)
 	w.bbuf = nil
 	h := w.rw.Header()
 	clear(h)
@@ -352,6 +359,7 @@ func (w *respWriter) finish() {
 			if len(w.bbuf) > 0 {
 				w.rw.Write(w.bbuf)
 			}
+			w.p.putBlockBuf(w.bbuf)
 			w.bbuf = nil
 		}
 		w.commit()
@@ -371,7 +379,7 @@ func (w *respWriter) cleanup() {
 			}
 		}
 	}
-	if total > w.logged {
+	if total > w.logged && w.p.log.Enabled(w.req.Context(), slog.LevelInfo) {
 		attrs := []any{"request_id", w.requestID(), "findings", total}
 		for k, n := range w.counts {
 			if n > 0 {
@@ -379,6 +387,10 @@ func (w *respWriter) cleanup() {
 			}
 		}
 		w.p.log.Info("dlp findings in response", attrs...)
+	}
+	if w.bbuf != nil {
+		w.p.putBlockBuf(w.bbuf)
+		w.bbuf = nil
 	}
 	if w.dec != nil {
 		w.dec.stop()
