@@ -545,3 +545,51 @@ func TestWriteAfterFinish(t *testing.T) {
 		t.Fatalf("late write: %v", err)
 	}
 }
+
+func TestWrapCompressedBlockAfterBufferAborts(t *testing.T) {
+	// 70 KB before the token, more than one 16 KiB decoder read, so part
+	// of the body has left when the token is found.
+	var b bytes.Buffer
+	b.WriteString("[")
+	for i := 0; i < 2000; i++ {
+		fmt.Fprintf(&b, `{"id":%d,"name":"clean record %d"},`, i*7919%10007, i)
+	}
+	body := append(b.Bytes(), []byte(`{"jwt":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJl"}]`)...)
+	z := compress(t, "gzip", body)
+	h := http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {"gzip"}}
+	fx := newFixture(t, Config{Action: "redact", Actions: map[string]string{"secret": "block"}, MaxBlockBuffer: "1KiB"}, chunked(h, 200, z, 64))
+	rec := httptest.NewRecorder()
+	func() {
+		defer func() {
+			if v := recover(); v != http.ErrAbortHandler {
+				t.Fatalf("recovered %v, want http.ErrAbortHandler", v)
+			}
+		}()
+		fx.handler.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	}()
+	if bytes.Contains(rec.Body.Bytes(), []byte("eyJ")) || rec.Body.Len() < 1024 {
+		t.Fatalf("sent %d bytes, token leaked=%v", rec.Body.Len(), bytes.Contains(rec.Body.Bytes(), []byte("eyJ")))
+	}
+	if len(fx.alerts) != 1 {
+		t.Fatalf("%d alerts", len(fx.alerts))
+	}
+	// The policy keeps working after an aborted response.
+	rec2 := serve(fx.p.Wrap(chunked(jsonHeader(len(customerBody)), 200, customerBody, 10)), httptest.NewRequest("GET", "/", nil))
+	if rec2.Code != 200 || !strings.Contains(rec2.Body.String(), "**** **** **** 1111") {
+		t.Fatalf("next response: %d %s", rec2.Code, rec2.Body)
+	}
+}
+
+func TestWrapJSONFieldsEndToEnd(t *testing.T) {
+	body := []byte(`{"users":[{"name":"Ada","national_id":"AB 12 34 56 C","password":"s3cr\"t","pin":1234,"profile":{"ssn":123456789}}]}`)
+	fx := newFixture(t, Config{Detectors: []string{}, JSONFields: []string{"national_id", "password", "PIN", "ssn"}},
+		chunked(jsonHeader(len(body)), 200, body, 3))
+	rec := serve(fx.handler, httptest.NewRequest("GET", "/", nil))
+	want := `{"users":[{"name":"Ada","national_id":"*************","password":"*******","pin":9999,"profile":{"ssn":999999999}}]}`
+	if rec.Body.String() != want || !json.Valid(rec.Body.Bytes()) {
+		t.Fatalf("got  %s\nwant %s", rec.Body, want)
+	}
+	if got := counterValue(fx.m.DLPFindings.WithLabelValues("customers", "field", "redact")); got != 4 {
+		t.Fatalf("field findings = %v", got)
+	}
+}
