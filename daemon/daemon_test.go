@@ -58,6 +58,7 @@ const testConfig = `[daemon]
 state_dir = "%[1]s/state"
 admin_socket = "%[1]s/admin.sock"
 admin_group = "sealgate-test-admins"
+bpffs = "%[1]s/bpffs"
 %[4]s
 [[listener]]
 name = "api"
@@ -96,7 +97,10 @@ func startDaemon(t *testing.T, upstream http.Handler, signals bool) *testDaemon 
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		unmount(filepath.Join(dir, "bpffs"))
+		os.RemoveAll(dir)
+	})
 	os.Chmod(dir, 0o755)
 	ca := testpki.NewCA(t, "test")
 	cert, key := ca.Leaf(t, "localhost", "localhost", "127.0.0.1")
@@ -371,9 +375,7 @@ func TestAdminSocketPermissions(t *testing.T) {
 	if st.Mode().Perm() != 0o660 {
 		t.Fatalf("admin socket mode %o, want 660", st.Mode().Perm())
 	}
-	if os.Getuid() != 0 {
-		t.Skip("needs root to run a peer under another uid")
-	}
+	privileged(t)
 	// A peer in the socket's group but neither root nor in admin_group.
 	if err := os.Chown(sock, 0, 65534); err != nil {
 		t.Fatal(err)
@@ -387,7 +389,7 @@ func TestAdminSocketPermissions(t *testing.T) {
 	if err := os.WriteFile(exe, bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, "-test.run=^TestAdminPeerHelper$")
+	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), "SEALGATE_ADMIN_PEER_SOCKET="+sock)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.CombinedOutput()
@@ -403,18 +405,15 @@ func TestAdminSocketPermissions(t *testing.T) {
 	}
 }
 
-// TestAdminPeerHelper runs in a child process under another uid.
-func TestAdminPeerHelper(t *testing.T) {
-	sock := os.Getenv("SEALGATE_ADMIN_PEER_SOCKET")
-	if sock == "" {
-		t.Skip("helper process for TestAdminSocketPermissions")
-	}
+// adminPeer runs in a child process under another uid (see TestMain).
+func adminPeer(sock string) {
 	hc := NewClient(sock).hc
 	code := func(method, path string) int {
 		req, _ := http.NewRequest(method, "http://sealgate"+path, strings.NewReader(`{"prefix":"192.0.2.1"}`))
 		resp, err := hc.Do(req)
 		if err != nil {
-			t.Fatal(err)
+			fmt.Println("peer:", err)
+			os.Exit(1)
 		}
 		resp.Body.Close()
 		return resp.StatusCode
