@@ -64,6 +64,7 @@ type compiled struct {
 	anyBlock  bool
 	anyRedact bool
 	fields    []string // lower-cased
+	fieldLens uint64   // bit n-1 set: a field name is n bytes long
 	types     []mediaPattern
 	decode    bool
 	maxBlock  int
@@ -121,11 +122,12 @@ func (c Config) compile() (*compiled, error) {
 		if f == "" || len(f) > maxFieldName {
 			return nil, fmt.Errorf("dlp.json_fields[%d]: must be 1 to %d bytes long", i, maxFieldName)
 		}
-		lf := strings.ToLower(f)
+		lf := asciiLower(f)
 		if slices.Contains(cc.fields, lf) {
 			return nil, fmt.Errorf("dlp.json_fields[%d]: %q is listed twice", i, f)
 		}
 		cc.fields = append(cc.fields, lf)
+		cc.fieldLens |= 1 << uint(len(lf)-1)
 	}
 	cc.enabled[KindField] = len(cc.fields) > 0
 	types := c.ContentTypes
@@ -245,4 +247,15 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q: too large", s)
 	}
 	return n * mult, nil
+}
+
+// asciiLower lower-cases A-Z only, as the JSON tracker compares keys.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c | 0x20
+		}
+	}
+	return string(b)
 }

@@ -25,6 +25,7 @@ const (
 type jsonTracker struct {
 	active    bool
 	names     []string
+	lens      uint64 // bit n-1 set: some name is n bytes long
 	state     jsonState
 	stack     [maxJSONDepth]byte // 'o' object, 'a' array
 	depth     int
@@ -43,6 +44,7 @@ func (t *jsonTracker) reset(cc *compiled, active bool) {
 	*t = jsonTracker{active: active}
 	if cc != nil {
 		t.names = cc.fields
+		t.lens = cc.fieldLens
 	}
 }
 
@@ -98,8 +100,28 @@ func (t *jsonTracker) afterValue() {
 	t.state = jAfter
 }
 
+func numberByte(c byte) bool {
+	return isDigit(c) || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
+}
+
+// addKey appends key bytes, lower-cased; a key longer than any field name
+// cannot match.
+func (t *jsonTracker) addKey(k []byte) {
+	if t.keyBad || t.keyLen+len(k) > len(t.key) {
+		t.keyBad = true
+		return
+	}
+	for _, c := range k {
+		if c >= 'A' && c <= 'Z' {
+			c |= 0x20
+		}
+		t.key[t.keyLen] = c
+		t.keyLen++
+	}
+}
+
 func (t *jsonTracker) matchKey() bool {
-	if t.keyBad {
+	if t.keyBad || t.keyLen == 0 || t.lens&(1<<uint(t.keyLen-1)) == 0 {
 		return false
 	}
 	k := t.key[:t.keyLen]
@@ -120,17 +142,25 @@ func (t *jsonTracker) feed(s *scanner, p []byte, off int64) error {
 	again:
 		switch t.state {
 		case jString:
-			if !t.isKey && !t.strFlag {
-				for x < len(p) && p[x] != '"' && p[x] != '\\' {
-					x++
-				}
-				if x == len(p) {
-					return nil
-				}
-				c = p[x]
+			// Run to the next quote or backslash in one loop.
+			start := x
+			for x < len(p) && p[x] != '"' && p[x] != '\\' {
+				x++
 			}
-			switch {
-			case c == '"':
+			if x > start {
+				if t.isKey {
+					t.addKey(p[start:x])
+				} else if t.strFlag && !t.spanOpen {
+					if err := t.open(s, off+int64(start), styleAll); err != nil {
+						return err
+					}
+				}
+			}
+			if x == len(p) {
+				return nil
+			}
+			c = p[x]
+			if c == '"' {
 				if t.isKey {
 					t.keyMatch = t.matchKey()
 					t.state = jColon
@@ -138,33 +168,28 @@ func (t *jsonTracker) feed(s *scanner, p []byte, off int64) error {
 					t.close(s, off+int64(x))
 					t.afterValue()
 				}
-			default:
-				if c == '\\' {
-					t.state = jEscape
-				}
-				if t.isKey {
-					if t.keyLen < len(t.key) && c != '\\' {
-						if c >= 'A' && c <= 'Z' {
-							c |= 0x20
-						}
-						t.key[t.keyLen] = c
-						t.keyLen++
-					} else {
-						t.keyBad = true
-					}
-				} else if t.strFlag && !t.spanOpen {
-					if err := t.open(s, off+int64(x), styleAll); err != nil {
-						return err
-					}
+				continue
+			}
+			// A backslash: the escape is content.
+			t.state = jEscape
+			if t.isKey {
+				t.keyBad = true
+			} else if t.strFlag && !t.spanOpen {
+				if err := t.open(s, off+int64(x), styleAll); err != nil {
+					return err
 				}
 			}
 		case jEscape:
 			// Any byte after '\' is content; \uXXXX digits are never quotes.
 			t.state = jString
 		case jNumber:
-			if isDigit(c) || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-' {
-				continue
+			for x < len(p) && numberByte(p[x]) {
+				x++
 			}
+			if x == len(p) {
+				return nil
+			}
+			c = p[x]
 			t.close(s, off+int64(x))
 			t.afterValue()
 			goto again
