@@ -114,10 +114,11 @@ func TestCapabilities(t *testing.T) {
 	}
 }
 
-// childBinary copies the test binary where the unprivileged child can execute it.
-func childBinary(t *testing.T) string {
+// scratchDir returns a temporary directory that unprivileged users can traverse (unlike
+// t.TempDir), removed when the test ends.
+func scratchDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "sealgate-caps-")
+	dir, err := os.MkdirTemp("", "sealgate-test-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +126,13 @@ func childBinary(t *testing.T) string {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+// childBinary copies the test binary where the unprivileged child can execute it.
+func childBinary(t *testing.T) string {
+	t.Helper()
+	dir := scratchDir(t)
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package systemd
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -35,69 +34,7 @@ WatchdogSec=3s
 // watchdog is satisfied; restart hands the listening socket back from the fd store; reload
 // keeps the process; stop ends cleanly and drops the fd store.
 func TestUnitUnderSystemd(t *testing.T) {
-	requireRoot(t, "boots a systemd container with systemd-nspawn")
-	nspawn := requireTool(t, "systemd-nspawn")
-	nsenter := requireTool(t, "nsenter")
-	if testing.Short() {
-		t.Skip("boots a container; not in -short")
-	}
-
-	exe := childBinary(t)
-	work := filepath.Dir(exe)
-	files := map[string]string{
-		"system/sealgate.service":                 Unit,
-		"system/sealgate.service.d/probe.conf":    probeDropIn,
-		"sysusers/sealgate.conf":                  Sysusers,
-		"tmpfiles/sealgate.conf":                  Tmpfiles,
-		"etc-sealgate/sealgate.toml":              DefaultConfig,
-		"system/multi-user.target.wants/.keepdir": "",
-	}
-	for name, content := range files {
-		p := filepath.Join(work, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Symlink("../sealgate.service", filepath.Join(work, "system/multi-user.target.wants/sealgate.service")); err != nil {
-		t.Fatal(err)
-	}
-	bpffs := mountBPFFS(t, work, 0o700)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, nspawn,
-		"--directory=/", "--volatile=yes", "--private-network", "--boot", "--register=no", "--keep-unit",
-		"--console=passive", "--capability=CAP_BPF,CAP_PERFMON", "--system-call-filter=bpf",
-		"--machine=sealgate-test-"+strconv.Itoa(os.Getpid()),
-		"--bind-ro="+exe+":/opt/sealgate/sealgate",
-		"--bind="+filepath.Join(work, "system")+":/etc/systemd/system",
-		"--bind-ro="+filepath.Join(work, "sysusers")+":/etc/sysusers.d",
-		"--bind-ro="+filepath.Join(work, "tmpfiles")+":/etc/tmpfiles.d",
-		"--bind="+filepath.Join(work, "etc-sealgate")+":/etc/sealgate",
-		"--bind="+bpffs+":/sys/fs/bpf",
-		// Arguments for the container's systemd: no first-boot prompts, and no 2-minute wait
-		// for a network that a private network namespace never brings online.
-		"systemd.firstboot=off", "systemd.mask=systemd-networkd-wait-online.service")
-	// SIGTERM asks nspawn to power the container off.
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 30 * time.Second
-	var console bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &console, &console
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting systemd-nspawn: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("systemd-nspawn output:\n%s", console.String())
-		}
-	})
-
-	ct := &container{t: t, nsenter: nsenter, pid: containerInit(t, cmd.Process.Pid)}
+	ct := bootContainer(t, bootSpec{binary: childBinary(t), dropIn: probeDropIn, config: DefaultConfig, enable: true})
 	unitCapsMask := capMask(t, unitCaps(shippedUnit(t).last("Service", "AmbientCapabilities")))
 
 	ct.waitActive()
@@ -139,7 +76,8 @@ func TestUnitUnderSystemd(t *testing.T) {
 
 	pid = ct.show()["MainPID"]
 	ct.run("systemctl", "reload", "sealgate")
-	if s := ct.show(); s["MainPID"] != pid || s["StatusText"] != "reloaded" || s["ActiveState"] != "active" {
+	// systemd 252 ends the reload job when kill returns; the probe's RELOADING=1/READY=1 follow.
+	if s := ct.waitProp("StatusText", "reloaded"); s["MainPID"] != pid || s["StatusText"] != "reloaded" || s["ActiveState"] != "active" {
 		t.Errorf("after reload: %v, want the same process, active, status \"reloaded\"", s)
 	}
 
@@ -151,6 +89,90 @@ func TestUnitUnderSystemd(t *testing.T) {
 			t.Errorf("after stop %s=%s, want %s", k, s[k], v)
 		}
 	}
+}
+
+// bootSpec is what a test container runs.
+type bootSpec struct {
+	binary string            // bound to /opt/sealgate/sealgate
+	dropIn string            // sealgate.service.d/test.conf next to the shipped unit
+	config string            // /etc/sealgate/sealgate.toml
+	extra  map[string]string // more files in /etc/sealgate, name → content (mode 0640)
+	enable bool              // start sealgate.service at boot
+}
+
+// bootContainer boots systemd in a throwaway container (systemd-nspawn: private network,
+// volatile root over the host's /usr, a fresh bpffs at PID 1's mode 0700) with the shipped
+// unit, sysusers.d and tmpfiles.d files, and powers it off when the test ends.
+func bootContainer(t *testing.T, spec bootSpec) *container {
+	t.Helper()
+	requireRoot(t, "boots a systemd container with systemd-nspawn")
+	nspawn := requireTool(t, "systemd-nspawn")
+	nsenter := requireTool(t, "nsenter")
+	if testing.Short() {
+		t.Skip("boots a container; not in -short")
+	}
+
+	work := scratchDir(t)
+	files := map[string]string{
+		"system/sealgate.service":              Unit,
+		"system/sealgate.service.d/test.conf":  spec.dropIn,
+		"sysusers/sealgate.conf":               Sysusers,
+		"tmpfiles/sealgate.conf":               Tmpfiles,
+		"etc-sealgate/sealgate.toml":           spec.config,
+		"system/multi-user.target.wants/.keep": "",
+	}
+	for name, content := range spec.extra {
+		files["etc-sealgate/"+name] = content
+	}
+	for name, content := range files {
+		p := filepath.Join(work, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasPrefix(name, "etc-sealgate/") {
+			mode = 0o640 // root-only until tmpfiles hands the config to group sealgate
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if spec.enable {
+		if err := os.Symlink("../sealgate.service", filepath.Join(work, "system/multi-user.target.wants/sealgate.service")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bpffs := mountBPFFS(t, work, 0o700)
+
+	cmd := exec.Command(nspawn,
+		"--directory=/", "--volatile=yes", "--private-network", "--boot", "--register=no", "--keep-unit",
+		"--console=passive", "--capability=CAP_BPF,CAP_PERFMON", "--system-call-filter=bpf",
+		"--machine=sealgate-test-"+strconv.Itoa(os.Getpid()),
+		"--bind-ro="+spec.binary+":/opt/sealgate/sealgate",
+		"--bind="+filepath.Join(work, "system")+":/etc/systemd/system",
+		"--bind-ro="+filepath.Join(work, "sysusers")+":/etc/sysusers.d",
+		"--bind-ro="+filepath.Join(work, "tmpfiles")+":/etc/tmpfiles.d",
+		"--bind="+filepath.Join(work, "etc-sealgate")+":/etc/sealgate",
+		"--bind="+bpffs+":/sys/fs/bpf",
+		// Arguments for the container's systemd: no first-boot prompts, and no 2-minute wait
+		// for a network that a private network namespace never brings online.
+		"systemd.firstboot=off", "systemd.mask=systemd-networkd-wait-online.service")
+	var console bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &console, &console
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting systemd-nspawn: %v", err)
+	}
+	t.Cleanup(func() {
+		// SIGTERM asks nspawn to power the container off; SIGKILL if it does not.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		kill := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
+		defer kill.Stop()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("systemd-nspawn output:\n%s", console.String())
+		}
+	})
+	return &container{t: t, nsenter: nsenter, pid: containerInit(t, cmd.Process.Pid)}
 }
 
 // containerInit waits for systemd-nspawn's child, the container's PID 1.
@@ -198,8 +220,9 @@ func (c *container) try(args ...string) (string, error) {
 }
 
 func (c *container) journal() string {
+	status, _ := c.try("systemctl", "status", "--no-pager", "-l", "sealgate")
 	out, _ := c.try("journalctl", "-u", "sealgate", "--no-pager", "-o", "short-monotonic")
-	return out
+	return status + "\n" + out
 }
 
 // waitActive waits for sealgate.service to become active; failed is fatal at once.
@@ -231,6 +254,33 @@ func (c *container) show() map[string]string {
 		}
 	}
 	return props
+}
+
+// waitProp polls sealgate.service until property key has value want (at most 10 s) and
+// returns the properties last seen.
+func (c *container) waitProp(key, want string) map[string]string {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := c.show()
+		if s[key] == want || time.Now().After(deadline) {
+			return s
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitBooted waits until the container's boot has created the sealgate account.
+func (c *container) waitBooted() {
+	c.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if _, err := c.try("getent", "group", "sealgate"); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.t.Fatal("systemd-sysusers did not create the sealgate group within a minute of boot")
 }
 
 // report returns the probe report of the n-th start of the service, from the journal.
