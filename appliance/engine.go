@@ -71,9 +71,33 @@ type listenerGen struct {
 type server struct {
 	name string
 	srv  *http.Server
+	gl   *guardedListener
 	addr net.Addr
 	done chan struct{}
+	// fresh counts accepted connections that have not yet sent their first
+	// request (TLS handshake, request in flight).
+	fresh    atomic.Int64
+	stopping atomic.Bool
 }
+
+// drain stops accepting, lets connections accepted so far deliver their
+// first request (net/http drops a request read after Shutdown began, without
+// an answer), then shuts down gracefully within ctx.
+func (s *server) drain(ctx context.Context) error {
+	s.stopping.Store(true)
+	s.gl.Listener.Close()
+	wait, cancel := context.WithTimeout(ctx, freshGrace)
+	defer cancel()
+	for s.fresh.Load() > 0 && wait.Err() == nil {
+		time.Sleep(2 * time.Millisecond)
+	}
+	return s.srv.Shutdown(ctx)
+}
+
+// freshGrace bounds how long a drain waits for accepted connections to send
+// their first request; a client that connected and sends nothing is cut
+// after it.
+const freshGrace = time.Second
 
 // New returns an engine with no configuration; call Apply, then Serve.
 func New(o Options) *Engine {
@@ -229,21 +253,22 @@ func (e *Engine) Serve(name string, ln net.Listener) error {
 		},
 	}
 	s := &server{name: name, addr: ln.Addr(), done: make(chan struct{})}
+	s.gl = &guardedListener{Listener: ln, deny: e.deny}
 	s.srv = &http.Server{
 		Handler:           e.entry(name),
 		TLSConfig:         base,
 		ReadHeaderTimeout: lim.ReadHeaderTimeout,
 		IdleTimeout:       lim.IdleTimeout,
 		MaxHeaderBytes:    lim.MaxHeaderBytes,
-		ConnState:         e.connState(name),
+		ConnState:         e.connState(name, s),
 		ErrorLog:          slog.NewLogLogger(e.log.With("listener", name).Handler(), slog.LevelDebug),
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 250},
 	}
 	e.servers[name] = s
-	tl := tls.NewListener(&guardedListener{Listener: ln, deny: e.deny}, base)
+	tl := tls.NewListener(s.gl, base)
 	go func() {
 		defer close(s.done)
-		if err := s.srv.Serve(tl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(tl); err != nil && !errors.Is(err, http.ErrServerClosed) && !s.stopping.Load() {
 			e.log.Error("listener stopped", "listener", name, "err", err)
 		}
 	}()
@@ -260,7 +285,7 @@ func (e *Engine) StopListener(ctx context.Context, name string) error {
 	if s == nil {
 		return fmt.Errorf("listener %q is not served", name)
 	}
-	return s.srv.Shutdown(ctx)
+	return s.drain(ctx)
 }
 
 // Shutdown stops accepting on every listener and waits for in-flight requests
@@ -282,7 +307,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.srv.Shutdown(ctx); err != nil {
+			if err := s.drain(ctx); err != nil {
 				s.srv.Close()
 				errs[i] = fmt.Errorf("listener %q: %w", s.name, err)
 			}
@@ -441,7 +466,7 @@ func (e *Engine) logAccess(r *http.Request, info *reqctx.Info, sw *statusWriter,
 }
 
 // connState counts connections and TLS handshakes.
-func (e *Engine) connState(listener string) func(net.Conn, http.ConnState) {
+func (e *Engine) connState(listener string, s *server) func(net.Conn, http.ConnState) {
 	active := e.m.ActiveConns.WithLabelValues(listener)
 	return func(c net.Conn, st http.ConnState) {
 		tc, ok := c.(*tls.Conn)
@@ -449,9 +474,15 @@ func (e *Engine) connState(listener string) func(net.Conn, http.ConnState) {
 			return
 		}
 		gc, _ := tc.NetConn().(*guardedConn)
+		if st != http.StateNew && gc != nil && gc.fresh.CompareAndSwap(true, false) {
+			s.fresh.Add(-1)
+		}
 		switch st {
 		case http.StateNew:
 			active.Inc()
+			if gc != nil && gc.fresh.CompareAndSwap(false, true) {
+				s.fresh.Add(1)
+			}
 		case http.StateActive:
 			if gc != nil && gc.counted.CompareAndSwap(false, true) {
 				e.m.TLSHandshakes.WithLabelValues(listener, tlsVersionName(tc.ConnectionState().Version), "ok").Inc()
@@ -479,7 +510,8 @@ type guardedListener struct {
 
 type guardedConn struct {
 	net.Conn
-	counted atomic.Bool
+	counted atomic.Bool // handshake counted
+	fresh   atomic.Bool // accepted, first request not yet read
 }
 
 func (l *guardedListener) Accept() (net.Conn, error) {

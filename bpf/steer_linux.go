@@ -292,6 +292,16 @@ func (s *Steering) register(dest string, id uint32, fd int) error {
 	default:
 		return fmt.Errorf("socket for %q: protocol %d is neither TCP nor UDP", dest, proto)
 	}
+	// The same socket registered again (a successor re-registering the
+	// listener it inherited): leave the entry alone. Replacing a socket with
+	// itself tears its psock down and up, and a connection arriving in that
+	// instant is reset.
+	if cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE); err == nil {
+		var cur uint64
+		if s.objs.SteerSockets.Lookup(slot, &cur) == nil && cur == cookie {
+			return nil
+		}
+	}
 	if err := s.objs.SteerSockets.Update(slot, uint64(fd), ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("registering socket for %q: %w", dest, permission(err))
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"runtime"
 	"sync"
 	"syscall"
@@ -172,11 +173,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	cfg := d.Config()
 	spec, err := d.buildSpec(cfg)
 	if err != nil {
+		d.stopExtensions()
 		return err
 	}
 	if err := d.engine.Apply(spec); err != nil {
+		d.ext.abortStages()
+		d.stopExtensions()
 		return err
 	}
+	d.ext.commitStages()
 	// Take the predecessor's sockets first: it then releases the pinned
 	// eBPF state that startExtensions waits for.
 	handed, err := fetchHandover(cfg.Daemon.StateDir)
@@ -315,27 +320,33 @@ func (d *Daemon) reloadOnce() error {
 	}
 	old := d.Config()
 	if cfg.Daemon.AdminSocket != old.Daemon.AdminSocket || cfg.Daemon.StateDir != old.Daemon.StateDir ||
-		cfg.Crypto.AEAD != old.Crypto.AEAD || cfg.Daemon.MetricsListen != old.Daemon.MetricsListen {
-		return errors.New("daemon.admin_socket, daemon.state_dir, daemon.metrics_listen and crypto.aead change only on restart")
+		cfg.Crypto.AEAD != old.Crypto.AEAD || cfg.Daemon.MetricsListen != old.Daemon.MetricsListen ||
+		!reflect.DeepEqual(cfg.Seal, old.Seal) || cfg.Daemon.BPFFS != old.Daemon.BPFFS {
+		return errors.New("daemon.admin_socket, daemon.state_dir, daemon.metrics_listen, daemon.bpffs, crypto.aead and [seal] change only on restart")
+	}
+	if err := d.prepareReload(cfg); err != nil {
+		return err
 	}
 	spec, err := d.buildSpec(cfg)
 	if err != nil {
-		return err
-	}
-	if err := d.engine.Validate(spec); err != nil {
+		d.abortReload()
 		return err
 	}
 	if err := d.engine.Apply(spec); err != nil {
+		d.ext.abortStages()
+		d.abortReload()
 		return err
 	}
+	d.ext.commitStages()
 	d.level.Set(parseLevel(cfg.Daemon.LogLevel))
 	d.mu.Lock()
 	d.cfg = cfg
 	d.mu.Unlock()
+	extErr := d.reloadExtensions(cfg)
 	if err := d.bindListeners(cfg); err != nil {
 		return err
 	}
-	return d.reloadExtensions(cfg)
+	return extErr
 }
 
 // listenTCP opens a TCP listener with MPTCP off: an MPTCP listener cannot be

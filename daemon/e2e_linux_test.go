@@ -262,7 +262,9 @@ func TestE2ERestartRefusesNothing(t *testing.T) {
 	}
 	ok, _ := strconv.Atoi(m[1])
 	if m[2] != "0" || ok < 20 {
-		t.Fatalf("across the restart: %s ok, %s errors (want 0 errors)\n%s", m[1], m[2], loopOut.String())
+		a, _ := os.ReadFile(filepath.Join(e.dir, "first.log"))
+		b, _ := os.ReadFile(filepath.Join(e.dir, "second.log"))
+		t.Fatalf("across the restart: %s ok, %s errors (want 0 errors)\n%s\nfirst daemon:\n%s\nsecond daemon:\n%s", m[1], m[2], loopOut.String(), a, b)
 	}
 	var st Status
 	if err := NewClient(filepath.Join(e.dir, "admin.sock")).Do("GET", "/v1/status", nil, &st); err != nil || st.PID != second.Process.Pid {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"testing"
@@ -59,7 +60,18 @@ func clientLoop(url string) {
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
 	for ctx.Err() == nil {
-		resp, err := c.Get(url)
+		stage := "dial"
+		trace := &httptrace.ClientTrace{
+			ConnectDone:          func(string, string, error) { stage = "tls" },
+			TLSHandshakeDone:     func(tls.ConnectionState, error) { stage = "request" },
+			WroteRequest:         func(httptrace.WroteRequestInfo) { stage = "response" },
+			GotFirstResponseByte: func() { stage = "body" },
+		}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", url, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			err = fmt.Errorf("during %s: %w", stage, err)
+		}
 		if err == nil {
 			_, err = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -70,7 +82,7 @@ func clientLoop(url string) {
 		if err != nil {
 			errs++
 			if firstErr == nil {
-				firstErr = err
+				firstErr = fmt.Errorf("%s: %w", time.Now().UTC().Format("15:04:05.000000"), err)
 			}
 			continue
 		}

@@ -9,7 +9,13 @@ import (
 
 // buildSpec turns the config into the engine's Spec, building each route's
 // policy stages.
-func (d *Daemon) buildSpec(cfg *config.Config) (appliance.Spec, error) {
+func (d *Daemon) buildSpec(cfg *config.Config) (_ appliance.Spec, err error) {
+	d.ext.beginStages()
+	defer func() {
+		if err != nil {
+			d.ext.abortStages()
+		}
+	}()
 	spec := appliance.Spec{
 		TLS12Suites: d.profile.TLS12Suites,
 		AccessLog:   cfg.Daemon.AccessLog == "stdout",

@@ -1,12 +1,17 @@
 package daemon
 
 import (
+	"encoding/json"
+
 	"fmt"
 	"math"
 	"runtime"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/sealgate/sealgate/appliance/anomaly"
+	"github.com/sealgate/sealgate/appliance/sealing"
 
 	dto "github.com/prometheus/client_model/go"
 
@@ -30,7 +35,14 @@ type Status struct {
 	Guard        GuardStatus                `json:"guard"`
 	Interfaces   []InterfaceStatus          `json:"interfaces"`
 	Blocklist    int                        `json:"blocklist_entries"`
-	Extra        map[string]any             `json:"extra,omitempty"`
+	Seal         *SealStatus                `json:"seal,omitempty"`
+	Policy       []any                      `json:"policy,omitempty"`
+	Anomaly      *anomaly.Stats             `json:"anomaly,omitempty"`
+}
+
+// SealStatus lists the sealing keys (ids and ages, never material).
+type SealStatus struct {
+	Keys []sealing.KeyInfo `json:"keys"`
 }
 
 // CPUStatus reports the start-up crypto decision.
@@ -278,9 +290,20 @@ func FormatStatus(st Status) string {
 		fmt.Fprintf(&b, "  %s: %s\n", it.Name, state)
 	}
 	fmt.Fprintf(&b, "blocklist  %d entr%s\n", st.Blocklist, map[bool]string{true: "y", false: "ies"}[st.Blocklist == 1])
-	for _, k := range sortedKeys(st.Extra) {
-		v := st.Extra[k]
-		fmt.Fprintf(&b, "%-10s %v\n", k, v)
+	if st.Seal != nil {
+		var ids []string
+		for _, k := range st.Seal.Keys {
+			ids = append(ids, fmt.Sprintf("%d (%s)", k.ID, k.State))
+		}
+		fmt.Fprintf(&b, "sealing    keys %s\n", strings.Join(ids, ", "))
+	}
+	for _, p := range st.Policy {
+		j, _ := json.Marshal(p)
+		fmt.Fprintf(&b, "policy     %s\n", j)
+	}
+	if st.Anomaly != nil {
+		j, _ := json.Marshal(st.Anomaly)
+		fmt.Fprintf(&b, "anomaly    %s\n", j)
 	}
 	return b.String()
 }

@@ -15,6 +15,14 @@ import (
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/sealgate/sealgate/appliance/anomaly"
+	"github.com/sealgate/sealgate/appliance/audit"
+	"github.com/sealgate/sealgate/appliance/dlp"
+	"github.com/sealgate/sealgate/appliance/policy"
+	"github.com/sealgate/sealgate/appliance/sealing"
+	"github.com/sealgate/sealgate/appliance/validate"
+	"github.com/sealgate/sealgate/appliance/waf"
 )
 
 // Defaults for the [daemon] table.
@@ -28,12 +36,15 @@ const (
 
 // Config is the whole file.
 type Config struct {
-	Daemon     Daemon      `toml:"daemon"`
-	Crypto     Crypto      `toml:"crypto"`
-	Limits     Limits      `toml:"limits"`
-	Listeners  []Listener  `toml:"listener"`
-	Routes     []Route     `toml:"route"`
-	Interfaces []Interface `toml:"interface"`
+	Daemon     Daemon         `toml:"daemon"`
+	Crypto     Crypto         `toml:"crypto"`
+	Limits     Limits         `toml:"limits"`
+	Listeners  []Listener     `toml:"listener"`
+	Routes     []Route        `toml:"route"`
+	Interfaces []Interface    `toml:"interface"`
+	Seal       sealing.Config `toml:"seal"`
+	Audit      audit.Config   `toml:"audit"`
+	Anomaly    anomaly.Config `toml:"anomaly"`
 
 	// Path is the file it was read from; SHA256 its content's hash.
 	Path   string `toml:"-"`
@@ -111,6 +122,12 @@ type Route struct {
 	Seal               string   `toml:"seal"`
 	MaxBody            Size     `toml:"max_body"`
 	UpstreamTimeout    Duration `toml:"upstream_timeout"`
+
+	// Policy: [route.auth], [[route.authz.rule]], [route.rate_limit].
+	policy.Config
+	DLP      dlp.Config      `toml:"dlp"`
+	Validate validate.Config `toml:"validate"`
+	WAF      waf.Config      `toml:"waf"`
 }
 
 // Interface is one [[interface]]: the XDP guard on a host interface.

@@ -12,7 +12,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
+	"time"
 
+	"github.com/sealgate/sealgate/appliance/anomaly"
+	"github.com/sealgate/sealgate/appliance/dlp"
+	"github.com/sealgate/sealgate/appliance/policy"
+	"github.com/sealgate/sealgate/appliance/sealing"
+	"github.com/sealgate/sealgate/appliance/validate"
 	"github.com/sealgate/sealgate/crypto/cpu"
 )
 
@@ -137,6 +144,28 @@ func (c *Config) validate() []fieldError {
 		default:
 			v.add(p+".seal", "want off, optional or required, got %q", r.Seal)
 		}
+		v.ext(p, policy.Validate(r.Name, r.Config))
+		if _, err := dlp.New(r.Name, r.DLP, dlp.Deps{}); err != nil {
+			v.ext(p, err)
+		}
+		if _, err := validate.New(r.Name, r.Validate, validate.Deps{}); err != nil {
+			v.ext(p, err)
+		}
+		switch r.WAF.Mode {
+		case "", "off", "detect", "block":
+		default:
+			v.add(p+".waf.mode", "want off, detect or block, got %q", r.WAF.Mode)
+		}
+	}
+	var so sealing.Options
+	v.ext("", c.Seal.Apply("seal", &so))
+	if det, err := anomaly.New(c.Anomaly, anomaly.Deps{Blocker: noBlocker{}}); err != nil {
+		v.ext("", err)
+	} else {
+		det.Close()
+	}
+	if c.Audit.Path != "" && !filepath.IsAbs(c.Audit.Path) {
+		v.add("audit.path", "must be an absolute path, got %q", c.Audit.Path)
 	}
 
 	ifaces := make(map[string]bool)
@@ -232,3 +261,34 @@ func TLSVersion(s string) uint16 {
 
 // Label formats a config index for messages.
 func Label(kind string, i int) string { return kind + "[" + strconv.Itoa(i) + "]" }
+
+// ext records an error from a subsystem's own validation. Those name their
+// field as "route[NAME].x.y: msg", "x.y: msg" (relative to the route) or a
+// top-level "table.key: msg"; it becomes a field path with the route's index
+// so the error gets its line.
+func (v *validator) ext(routePath string, err error) {
+	if err == nil {
+		return
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		field, msg, ok := strings.Cut(line, ": ")
+		if !ok || strings.ContainsAny(field, " \t") {
+			v.add(routePath, "%s", line)
+			continue
+		}
+		if strings.HasPrefix(field, "route[") {
+			if i := strings.Index(field, "]."); i > 0 {
+				field = field[i+2:]
+			}
+		}
+		if routePath != "" {
+			field = routePath + "." + field
+		}
+		v.add(field, "%s", msg)
+	}
+}
+
+// noBlocker lets anomaly settings be validated without a daemon.
+type noBlocker struct{}
+
+func (noBlocker) Block(netip.Prefix, time.Duration, string, string) error { return nil }
