@@ -12,7 +12,7 @@ var (
 	// (Linux 5.9 or later with sk_lookup, XDP links and BPF_PROG_TEST_RUN).
 	ErrNotSupported = errors.New("ebpf steering and guard are not supported on this system")
 	// ErrPermission means the process lacks CAP_BPF, CAP_NET_ADMIN or CAP_SYS_ADMIN (for bpffs).
-	ErrPermission = errors.New("missing privileges for eBPF (run as root or via the systemd unit, which grants CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)")
+	ErrPermission = errors.New("missing privileges for eBPF (run as root or via the systemd unit, which grants CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)")
 	// ErrLocked means another process holds the pinned state of this network namespace.
 	ErrLocked = errors.New("another sealgate daemon holds the eBPF state of this network namespace")
 	// ErrNotFound means the interface, prefix or destination named in a call is not known.

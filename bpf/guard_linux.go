@@ -30,6 +30,7 @@ type Guard struct {
 	ns     *os.File
 	nsIno  uint64
 	nl     *netlink.Handle
+	ownNS  bool // the calling process's namespace: no setns needed
 	ifaces map[string]*guardIface
 	rates  map[string]rateConfig // per interface name, applied to its current ifindex
 }
@@ -79,7 +80,15 @@ func OpenGuard(opts Options) (_ *Guard, err error) {
 	if err := loadPinned(spec, &g.objs, g.dir, g.log); err != nil {
 		return nil, fmt.Errorf("loading the guard program: %w", err)
 	}
-	if g.nl, err = netlink.NewHandleAt(netns.NsHandle(int(g.ns.Fd()))); err != nil {
+	g.ownNS = opts.NetNS == ""
+	if g.ownNS {
+		// The daemon's own namespace: no setns (which needs CAP_SYS_ADMIN and
+		// is forbidden by the unit's RestrictNamespaces=).
+		g.nl, err = netlink.NewHandle()
+	} else {
+		g.nl, err = netlink.NewHandleAt(netns.NsHandle(int(g.ns.Fd())))
+	}
+	if err != nil {
 		return nil, fmt.Errorf("opening netlink in the network namespace: %w", permission(err))
 	}
 	if err := g.restore(); err != nil {
@@ -555,10 +564,14 @@ func (g *Guard) Watch(ctx context.Context) error {
 	updates := make(chan netlink.LinkUpdate, 64)
 	done := make(chan struct{})
 	defer close(done)
-	nsh := netns.NsHandle(int(g.ns.Fd()))
+	var nsp *netns.NsHandle
+	if !g.ownNS {
+		nsh := netns.NsHandle(int(g.ns.Fd()))
+		nsp = &nsh
+	}
 	subErr := make(chan error, 1)
 	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-		Namespace:    &nsh,
+		Namespace:    nsp,
 		ListExisting: true,
 		ErrorCallback: func(err error) {
 			select {
