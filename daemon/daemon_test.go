@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"encoding/json"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -459,36 +460,128 @@ func TestBlocklistCLI(t *testing.T) {
 	}
 }
 
+// TestDemo walks the demo as the banner tells a newcomer to: DLP redaction
+// and log-only, 401/200/403/429, a sealed request, and an enumeration loop
+// alerted and blocked.
 func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- Demo(ctx, DemoOptions{Dir: dir, Listen: "127.0.0.1:0", Out: out, Binary: "sealgate"}) }()
-	re := regexp.MustCompile(`engine\s+https://(\S+)`)
-	var addr string
+	go func() {
+		done <- Demo(ctx, DemoOptions{Dir: dir, Listen: "127.0.0.1:0", LogListen: "127.0.0.1:0", Out: out, Binary: "sealgate"})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	var addr, logAddr string
 	waitFor(t, func() bool {
-		if m := re.FindStringSubmatch(out.String()); m != nil {
-			addr = m[1]
+		m := regexp.MustCompile(`engine\s+https://(\S+)`).FindStringSubmatch(out.String())
+		l := regexp.MustCompile(`log-only\s+https://(\S+)`).FindStringSubmatch(out.String())
+		if m != nil && l != nil {
+			addr, logAddr = m[1], l[1]
 			return true
 		}
 		return false
 	})
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	resp, err := c.Get("https://" + addr + "/api/customers/c-1002")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(b), `"c-1002"`) {
-		t.Fatalf("demo API: %d %s", resp.StatusCode, b)
-	}
 	if !strings.Contains(out.String(), "status --socket "+filepath.Join(dir, "admin.sock")) {
 		t.Errorf("banner does not say how to read status:\n%s", out.String())
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	token := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name+".token"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	get := func(base, path, tok string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "https://"+base+path, nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	alice := token("alice")
+
+	// DLP: redacted on the main listener, intact (but counted) on log-only.
+	code, body := get(addr, "/api/customers", "")
+	if code != 200 || strings.Contains(body, "4111 1111 1111 1111") || strings.Contains(body, "123-45-6789") || !strings.Contains(body, "1111") {
+		t.Fatalf("list through DLP redact: %d %.300s", code, body)
+	}
+	if !json.Valid([]byte(body)) {
+		t.Fatal("redacted list is not valid JSON")
+	}
+	code, body = get(logAddr, "/api/customers", "")
+	if code != 200 || !strings.Contains(body, "4111 1111 1111 1111") {
+		t.Fatalf("list through DLP log-only: %d %.300s", code, body)
+	}
+
+	// Access control: 401, 200 own record, 403 someone else's, 429 after a burst.
+	if code, _ := get(addr, "/api/customers/c-1001", ""); code != 401 {
+		t.Fatalf("no token: %d, want 401", code)
+	}
+	if code, body := get(addr, "/api/customers/c-1001", alice); code != 200 || !strings.Contains(body, `"c-1001"`) {
+		t.Fatalf("own record: %d %s", code, body)
+	}
+	if code, _ := get(addr, "/api/customers/c-1002", alice); code != 403 {
+		t.Fatalf("other's record: %d, want 403", code)
+	}
+	saw429 := false
+	for i := 0; i < 15 && !saw429; i++ {
+		code, _ := get(addr, "/api/customers/c-1001", alice)
+		saw429 = code == 429
+	}
+	if !saw429 {
+		t.Fatal("no 429 after a burst")
+	}
+
+	// A sealed request with the client SDK.
+	var sout, serr bytes.Buffer
+	if code := Main([]string{"curl", "-k", "https://" + addr + "/api/customers"}, &sout, &serr); code != 0 || !strings.Contains(sout.String(), `"c-1020"`) {
+		t.Fatalf("sealgate curl: exit %d: %s %s", code, sout.String(), serr.String())
+	}
+
+	// The access log names the subject and never carries the token.
+	logs, _ := os.ReadFile(filepath.Join(dir, "sealgate.log"))
+	if !strings.Contains(string(logs), `"subject":"c-1001"`) || strings.Contains(string(logs), alice[:40]) {
+		t.Fatalf("access log: subject missing or token leaked")
+	}
+
+	// Enumeration: Bob walks the ids; after 30 distinct records he is blocked.
+	bob := token("bob")
+	blocked := false
+	for i := 1001; i <= 1040 && !blocked; i++ {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("https://%s/api/customers/c-%d", addr, i), nil)
+		req.Header.Set("Authorization", "Bearer "+bob)
+		resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true}}).Do(req)
+		if err != nil {
+			blocked = true
+			break
+		}
+		resp.Body.Close()
+		time.Sleep(210 * time.Millisecond) // under the rate limit
+	}
+	if !blocked {
+		t.Fatal("an enumeration loop over 40 records was never blocked")
+	}
+	var bl bytes.Buffer
+	Main([]string{"block", "list", "--socket", filepath.Join(dir, "admin.sock")}, &bl, io.Discard)
+	if !strings.Contains(bl.String(), "127.0.0.1/32") || !strings.Contains(bl.String(), "alert:enumeration") {
+		t.Fatalf("block list does not show the enumeration block:\n%s", bl.String())
+	}
+	audit, _ := os.ReadFile(filepath.Join(dir, "audit.log"))
+	if !strings.Contains(string(audit), "enumeration") {
+		t.Fatalf("audit log has no enumeration alert:\n%s", audit)
 	}
 }

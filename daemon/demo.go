@@ -31,8 +31,8 @@ type DemoOptions struct {
 	Listen string // engine address, default 127.0.0.1:8443
 	// LogListen is the DLP log-only listener, default 127.0.0.1:8444.
 	LogListen string
-	Out    io.Writer
-	Binary string // how to call sealgate in the printed commands
+	Out       io.Writer
+	Binary    string // how to call sealgate in the printed commands
 }
 
 // EnsureSelfSigned makes (or reuses, while valid for a day more) a
@@ -212,8 +212,8 @@ func Demo(ctx context.Context, o DemoOptions) error {
 	} else {
 		steerLine = `steer  = [{ prefix = "127.0.0.1/32", ports = [443] }]`
 		steerNote = "steering 127.0.0.1:443 into the engine with eBPF sk_lookup (nothing else listens there)"
-		defer demoCleanupEBPF(dir)
 	}
+	defer demoCleanupEBPF(dir)
 	cfgPath := filepath.Join(dir, "sealgate.toml")
 	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(demoConfig, dir, o.Listen, up.Addr(), steerLine, o.LogListen, iss.IssuerURL(), iss.Audience())), 0o600); err != nil {
 		return err
