@@ -2,9 +2,9 @@ package daemon
 
 import (
 	"bytes"
-	"encoding/json"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
