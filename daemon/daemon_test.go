@@ -548,8 +548,19 @@ func TestDemo(t *testing.T) {
 
 	// A sealed request with the client SDK.
 	var sout, serr bytes.Buffer
-	if code := Main([]string{"curl", "-k", "https://" + addr + "/api/customers"}, &sout, &serr); code != 0 || !strings.Contains(sout.String(), `"c-1020"`) {
+	if code := Main([]string{"curl", "-k", "--show-wire", "https://" + addr + "/api/customers"}, &sout, &serr); code != 0 || !strings.Contains(sout.String(), `"c-1020"`) {
 		t.Fatalf("sealgate curl: exit %d: %s %s", code, sout.String(), serr.String())
+	}
+	// What an observer between client and appliance sees: no customer data,
+	// not even the path.
+	wire := serr.String()
+	if !strings.Contains(wire, "/.well-known/sealgate/gateway") || !strings.Contains(sout.String(), "Lovelace") {
+		t.Fatalf("--show-wire did not show the sealed exchange:\n%.2000s", wire)
+	}
+	for _, secret := range []string{"Lovelace", "c-1020", "/api/customers", "example.com"} {
+		if strings.Contains(wire, secret) {
+			t.Fatalf("the wire shows %q in the clear", secret)
+		}
 	}
 
 	// The access log names the subject and never carries the token.
