@@ -596,3 +596,21 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("audit log has no enumeration alert:\n%s", audit)
 	}
 }
+
+func TestEveryCommandHasHelp(t *testing.T) {
+	for _, c := range commands {
+		t.Run(c.name, func(t *testing.T) {
+			var o, e bytes.Buffer
+			if code := Main([]string{c.name, "--help"}, &o, &e); code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+			if !strings.Contains(e.String(), "usage: sealgate "+c.name) {
+				t.Fatalf("--help printed %q", e.String())
+			}
+		})
+	}
+	var o, e bytes.Buffer
+	if code := Main([]string{"frobnicate"}, &o, &e); code != 1 || !strings.Contains(e.String(), `unknown command "frobnicate"`) {
+		t.Fatalf("unknown command: %d %q", code, e.String())
+	}
+}

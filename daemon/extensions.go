@@ -439,6 +439,7 @@ func cmdKeys(c *cli, args []string) error {
 func cmdCurl(c *cli, args []string) error {
 	for _, a := range args {
 		if a == "-h" || a == "--help" {
+			c.fs.Usage()
 			return flag.ErrHelp
 		}
 	}

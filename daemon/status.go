@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"text/tabwriter"
 
 	"fmt"
 	"math"
@@ -253,7 +254,9 @@ func FormatStatus(st Status) string {
 		forced = " (forced by config)"
 	}
 	fmt.Fprintf(&b, "aead order %s%s\n", strings.Join(st.CPU.AEADOrder, ", "), forced)
-	fmt.Fprintf(&b, "\nLISTENER  ADDRESS  TLS  ROUTES\n")
+	b.WriteString("\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "LISTENER\tADDRESS\tTLS\tCERTIFICATES\tROUTES")
 	for _, l := range st.Listeners {
 		addr := l.Addr
 		if !l.Serving {
@@ -263,10 +266,13 @@ func FormatStatus(st Status) string {
 		if l.ClientAuth {
 			mtls = " +mTLS"
 		}
-		fmt.Fprintf(&b, "%s  %s  >=%s%s  %s\n", l.Name, addr, l.MinTLS, mtls, strings.Join(l.Routes, ","))
+		fmt.Fprintf(tw, "%s\t%s\t>=%s%s\t%s\t%s\n", l.Name, addr, l.MinTLS, mtls, strings.Join(l.Certs, " "), strings.Join(l.Routes, ","))
 	}
+	tw.Flush()
 	if st.Steering.Enabled {
-		fmt.Fprintf(&b, "\nsteering   on, %d binding(s)\n", len(st.Steering.Bindings))
+		c := st.Steering.Counters
+		fmt.Fprintf(&b, "\nsteering   on, %d binding(s); lookups %d, steered %d, misses %d, errors %d\n",
+			len(st.Steering.Bindings), c["lookups"], c["steered"], c["misses"], c["errors"])
 		for _, bd := range st.Steering.Bindings {
 			sock := "socket registered"
 			if !bd.Socket {
