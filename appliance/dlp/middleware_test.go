@@ -347,6 +347,9 @@ func TestWrapCompressedWithheld(t *testing.T) {
 			if bytes.Contains(rec.Body.Bytes(), tc.body[:8]) {
 				t.Fatal("compressed bytes passed")
 			}
+			if got := counterValue(fx.m.UpstreamErrors.WithLabelValues("customers", "dlp_encoding")); got != 1 {
+				t.Fatalf("upstream_errors{dlp_encoding} = %v", got)
+			}
 		})
 	}
 }
@@ -592,4 +595,22 @@ func TestWrapJSONFieldsEndToEnd(t *testing.T) {
 	if got := counterValue(fx.m.DLPFindings.WithLabelValues("customers", "field", "redact")); got != 4 {
 		t.Fatalf("field findings = %v", got)
 	}
+}
+
+func TestWrapFlushWhileBuffering(t *testing.T) {
+	var sawBody bool
+	rec := httptest.NewRecorder()
+	fx := newFixture(t, Config{Action: "block"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.(http.Flusher).Flush()
+		w.Write([]byte(`{"a":"clean",`))
+		w.(http.Flusher).Flush()
+		sawBody = rec.Body.Len() > 0 || rec.Flushed
+		w.Write([]byte(`"b":"4111111111111111"}`))
+	}))
+	fx.handler.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if sawBody {
+		t.Fatal("Flush sent bytes while the block buffer was open")
+	}
+	checkWithheld(t, rec)
 }

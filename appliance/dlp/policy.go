@@ -27,6 +27,7 @@ type Policy struct {
 	log      *slog.Logger
 	alerts   alert.Sink
 	counters [numKinds]prometheus.Counter
+	refused  prometheus.Counter // sealgate_upstream_errors_total{reason="dlp_encoding"}
 	scanners sync.Pool
 	blockBuf sync.Pool // *[]byte of cap up to max_block_buffer
 }
@@ -65,6 +66,9 @@ func New(route string, cfg Config, deps Deps) (*Policy, error) {
 	p.alerts = deps.Alerts
 	if p.alerts == nil {
 		p.alerts = alert.Discard
+	}
+	if deps.Metrics != nil && deps.Metrics.UpstreamErrors != nil {
+		p.refused = deps.Metrics.UpstreamErrors.WithLabelValues(route, "dlp_encoding")
 	}
 	if deps.Metrics != nil && deps.Metrics.DLPFindings != nil {
 		for k := Kind(0); k < numKinds; k++ {

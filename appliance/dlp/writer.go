@@ -329,6 +329,9 @@ func (w *respWriter) withhold(detail string) {
 	for k, v := range w.snapshot {
 		h[k] = v
 	}
+	if detail == RefusedDetail && w.p.refused != nil {
+		w.p.refused.Inc()
+	}
 	pr := problem.New(http.StatusBadGateway, "", detail)
 	pr.RequestID = w.requestID()
 	w.committed = true
