@@ -46,6 +46,7 @@ type Engine struct {
 	tickets *ticketKeys
 	idBase  string
 	idSeq   atomic.Uint64
+	obs     observers
 
 	gen     atomic.Pointer[generation]
 	mu      sync.Mutex
@@ -374,23 +375,52 @@ func (e *Engine) TicketKeys() int { return e.tickets.count() }
 // RotateTicketKeys adds a fresh session ticket key now.
 func (e *Engine) RotateTicketKeys() { e.tickets.rotate() }
 
+// exchange is the engine's per-request state, allocated once per request
+// instead of piece by piece.
+type exchange struct {
+	info reqctx.Info
+	sw   statusWriter
+	body countingBody
+}
+
+// headerRequestID is the canonical form of X-Request-Id, so the engine can
+// set it without canonicalising on every request.
+const headerRequestID = "X-Request-Id"
+
+// newID returns the next request id: a per-process random prefix and a
+// base-36 sequence number.
+func (e *Engine) newID() string {
+	var buf [40]byte
+	b := append(buf[:0], e.idBase...)
+	b = strconv.AppendUint(b, e.idSeq.Add(1), 36)
+	return string(b)
+}
+
 // entry is the first handler of every request: request id, request context,
 // then the listener's current router, with metrics and the access log.
 func (e *Engine) entry(listener string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := e.idBase + strconv.FormatUint(e.idSeq.Add(1), 36)
-		r.Header.Set("X-Request-Id", id)
-		w.Header().Set("X-Request-Id", id)
-		info := &reqctx.Info{ID: id, Listener: listener}
+		x := &exchange{}
+		id := e.newID()
+		// One value slice serves both headers; every later change to either
+		// (Set, Add, Del) replaces or reallocates it rather than writing
+		// through.
+		idv := []string{id}
+		r.Header[headerRequestID] = idv
+		w.Header()[headerRequestID] = idv
+		info := &x.info
+		info.ID, info.Listener = id, listener
 		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 			info.Client = ap.Addr().Unmap()
 		}
 		r = r.WithContext(reqctx.With(r.Context(), info))
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &x.sw
+		sw.ResponseWriter = w
 		var bodyIn *countingBody
 		if r.Body != nil && r.Body != http.NoBody {
-			bodyIn = &countingBody{ReadCloser: r.Body}
+			bodyIn = &x.body
+			bodyIn.ReadCloser = r.Body
 			r.Body = bodyIn
 		}
 		g := e.gen.Load()
@@ -408,9 +438,7 @@ func (e *Engine) entry(listener string) http.Handler {
 			route = "none"
 		}
 		dur := time.Since(start)
-		code := strconv.Itoa(sw.status)
-		e.m.Requests.WithLabelValues(listener, route, code).Inc()
-		e.m.RequestDuration.WithLabelValues(listener, route).Observe(dur.Seconds())
+		e.obs.observe(e.m, listener, route, sw.status, dur)
 		if e.access != nil {
 			var in int64
 			if bodyIn != nil {
@@ -468,6 +496,19 @@ func (e *Engine) logAccess(r *http.Request, info *reqctx.Info, sw *statusWriter,
 // connState counts connections and TLS handshakes.
 func (e *Engine) connState(listener string, s *server) func(net.Conn, http.ConnState) {
 	active := e.m.ActiveConns.WithLabelValues(listener)
+	// The common outcomes, resolved once instead of per connection.
+	ok13 := e.m.TLSHandshakes.WithLabelValues(listener, "1.3", "ok")
+	ok12 := e.m.TLSHandshakes.WithLabelValues(listener, "1.2", "ok")
+	handshakeOK := func(v uint16) {
+		switch v {
+		case tls.VersionTLS13:
+			ok13.Inc()
+		case tls.VersionTLS12:
+			ok12.Inc()
+		default:
+			e.m.TLSHandshakes.WithLabelValues(listener, tlsVersionName(v), "ok").Inc()
+		}
+	}
 	return func(c net.Conn, st http.ConnState) {
 		tc, ok := c.(*tls.Conn)
 		if !ok {
@@ -485,14 +526,14 @@ func (e *Engine) connState(listener string, s *server) func(net.Conn, http.ConnS
 			}
 		case http.StateActive:
 			if gc != nil && gc.counted.CompareAndSwap(false, true) {
-				e.m.TLSHandshakes.WithLabelValues(listener, tlsVersionName(tc.ConnectionState().Version), "ok").Inc()
+				handshakeOK(tc.ConnectionState().Version)
 			}
 		case http.StateClosed, http.StateHijacked:
 			active.Dec()
 			if gc != nil && gc.counted.CompareAndSwap(false, true) {
 				cs := tc.ConnectionState()
 				if cs.HandshakeComplete {
-					e.m.TLSHandshakes.WithLabelValues(listener, tlsVersionName(cs.Version), "ok").Inc()
+					handshakeOK(cs.Version)
 				} else {
 					e.m.TLSHandshakes.WithLabelValues(listener, "unknown", "error").Inc()
 				}

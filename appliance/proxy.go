@@ -105,8 +105,12 @@ func (rt *route) rewrite(pr *httputil.ProxyRequest) {
 	// name is still used for TLS verification.
 	pr.Out.Host = pr.In.Host
 	pr.SetXForwarded()
-	if id := pr.In.Header.Get("X-Request-Id"); id != "" {
-		pr.Out.Header.Set("X-Request-Id", id)
+	// Out is a clone of In, so the id is normally there already; it is gone
+	// only when the client named it in Connection (a hop-by-hop header).
+	if pr.Out.Header[headerRequestID] == nil {
+		if id := pr.In.Header[headerRequestID]; len(id) > 0 {
+			pr.Out.Header[headerRequestID] = []string{id[0]}
+		}
 	}
 }
 

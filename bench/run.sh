@@ -14,8 +14,9 @@ MODE=${1:-quick}
 case "$MODE" in
 quick) ROUNDS=1 DUR=2 WARM=500ms IDLE_CONNS=2000 ;;
 full) ROUNDS=3 DUR=4 WARM=1s IDLE_CONNS=10000 ;;
+profile) ROUNDS=1 DUR=10 WARM=1s IDLE_CONNS=0 ;;
 *)
-	echo "usage: $0 quick|full" >&2
+	echo "usage: $0 quick|full|profile" >&2
 	exit 2
 	;;
 esac
@@ -382,9 +383,54 @@ scenario6() {
 	wait $sp 2>/dev/null || true
 }
 
+# profile_engine runs the engine in-process (bench/cmd/sgprofile) under the
+# scenario 1, 2 and 4 loads and keeps CPU and allocation profiles in
+# bench/results/profiles/ (PROFILE_TAG names them; default: the git commit).
+profile_engine() {
+	local tag=${PROFILE_TAG:-$(cd "$ROOT" && git rev-parse --short HEAD)}
+	local dir=$RESULTS/profiles
+	mkdir -p "$dir"
+	(cd "$ROOT" && go build -o "$WORK/sgprofile" ./bench/cmd/sgprofile)
+	local summary=$dir/$tag-summary.txt
+	: >"$summary"
+	for scen in s1_h1 s2_h2 s4_bulk s1_h1_log; do
+		local flags=()
+		[ $scen = s1_h1_log ] && flags=(-access-log)
+		GOMAXPROCS=1 taskset -c $PROXY_CPU "$WORK/sgprofile" -listen "127.0.0.1:${PORT[sealgate]}" \
+			-upstream "http://127.0.0.1:$UPPORT" -cert "$WORK/cert.pem" -key "$WORK/key.pem" "${flags[@]}" \
+			-wait 1s -duration $((DUR - 2))s -cpuprofile "$dir/$tag-$scen-cpu.pprof" \
+			-allocprofile "$dir/$tag-$scen-allocs.pprof" 2>"$WORK/sgprofile.out" &
+		local pp=$!
+		STARTED+=($pp)
+		wait_https "${PORT[sealgate]}" || {
+			cat "$WORK/sgprofile.out" >&2
+			exit 1
+		}
+		case $scen in
+		s1_h1 | s1_h1_log) run_h1 1 $scen sealgate /json 64 ;;
+		s2_h2) run_h2 1 sealgate ;;
+		s4_bulk) run_h1 1 $scen sealgate /1m 16 ;;
+		esac
+		kill $pp
+		wait $pp 2>/dev/null || true
+		{
+			echo "== $scen: $(grep -E 'Requests/sec|finished in' "$WORK/out.1.$scen.sealgate")"
+			go tool pprof -top -nodecount=35 "$dir/$tag-$scen-cpu.pprof" 2>/dev/null | tail -n +5
+			echo "-- allocations (alloc_space)"
+			go tool pprof -top -nodecount=20 -sample_index=alloc_space "$dir/$tag-$scen-allocs.pprof" 2>/dev/null | tail -n +5
+			echo
+		} >>"$summary"
+	done
+	log "profiles in $dir ($tag-*)"
+}
+
 # BENCH_ONLY=6 or BENCH_ONLY=7 runs just that scenario (for development).
 main() {
 	setup
+	if [ "$MODE" = profile ]; then
+		profile_engine
+		return
+	fi
 	for p in "${PEERS[@]}"; do start "$p" off; done
 	meta
 	local t0=$SECONDS
