@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net/http"
@@ -85,6 +86,7 @@ func BenchmarkEntry(b *testing.B) {
 			h := e.entry("api")
 			req := httptest.NewRequest("GET", "https://localhost/api/customers", nil)
 			req.RemoteAddr = "192.0.2.1:43210"
+			req.TLS.Version, req.TLS.CipherSuite, req.TLS.NegotiatedProtocol = tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256, "http/1.1"
 			w := &discardWriter{h: http.Header{}}
 			b.ReportAllocs()
 			for b.Loop() {

@@ -449,9 +449,16 @@ func (e *Engine) entry(listener string) http.Handler {
 	})
 }
 
+// logAccess writes one access line. It fills a slog.Record directly: no
+// caller lookup (the access log has no source) and no intermediate slice.
 func (e *Engine) logAccess(r *http.Request, info *reqctx.Info, sw *statusWriter, in int64, dur time.Duration) {
-	attrs := make([]slog.Attr, 0, 20)
-	attrs = append(attrs,
+	ctx := context.Background()
+	h := e.access.Handler()
+	if !h.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "access", 0)
+	rec.AddAttrs(
 		slog.String("request_id", info.ID),
 		slog.String("client", r.RemoteAddr),
 		slog.String("listener", info.Listener),
@@ -467,30 +474,30 @@ func (e *Engine) logAccess(r *http.Request, info *reqctx.Info, sw *statusWriter,
 		slog.Bool("sealed", info.Sealed),
 	)
 	if info.Upstream != "" {
-		attrs = append(attrs, slog.String("upstream", info.Upstream))
+		rec.AddAttrs(slog.String("upstream", info.Upstream))
 	}
 	if r.TLS != nil {
-		attrs = append(attrs,
+		rec.AddAttrs(
 			slog.String("tls", tlsVersionName(r.TLS.Version)),
-			slog.String("cipher", tls.CipherSuiteName(r.TLS.CipherSuite)),
+			slog.String("cipher", cipherSuiteName(r.TLS.CipherSuite)),
 			slog.String("alpn", r.TLS.NegotiatedProtocol))
 	}
 	if id := info.Identity(); id != nil {
-		attrs = append(attrs, slog.Any("identity", id))
+		rec.AddAttrs(slog.Any("identity", id))
 	}
 	if d, rule := info.Decision(); d != "" {
-		attrs = append(attrs, slog.String("decision", d), slog.String("rule", rule))
+		rec.AddAttrs(slog.String("decision", d), slog.String("rule", rule))
 	}
 	if f := info.DLP(); f != nil {
-		attrs = append(attrs, slog.Any("dlp", f))
+		rec.AddAttrs(slog.Any("dlp", f))
 	}
 	if w := info.WAFRules(); len(w) > 0 {
-		attrs = append(attrs, slog.Any("waf_rules", w))
+		rec.AddAttrs(slog.Any("waf_rules", w))
 	}
 	if n := info.Notes(); n != nil {
-		attrs = append(attrs, slog.Any("notes", n))
+		rec.AddAttrs(slog.Any("notes", n))
 	}
-	e.access.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs...)
+	h.Handle(ctx, rec)
 }
 
 // connState counts connections and TLS handshakes.

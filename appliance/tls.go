@@ -116,6 +116,24 @@ func (t *ticketKeys) run(every time.Duration, stop <-chan struct{}) {
 	}
 }
 
+// cipherSuiteNames holds every suite crypto/tls knows, built once:
+// tls.CipherSuiteName builds its lists on each call.
+var cipherSuiteNames = func() map[uint16]string {
+	m := make(map[uint16]string)
+	for _, s := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
+		m[s.ID] = s.Name
+	}
+	return m
+}()
+
+// cipherSuiteName is tls.CipherSuiteName without the per-call allocation.
+func cipherSuiteName(id uint16) string {
+	if n, ok := cipherSuiteNames[id]; ok {
+		return n
+	}
+	return tls.CipherSuiteName(id)
+}
+
 func tlsVersionName(v uint16) string {
 	switch v {
 	case tls.VersionTLS13:
