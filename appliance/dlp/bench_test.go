@@ -46,7 +46,7 @@ type discardSink struct{}
 func (discardSink) emit([]byte) error                   { return nil }
 func (discardSink) found(Kind, secretType, int64) error { return nil }
 
-func benchScanner(b *testing.B, cfg Config, chunk int) {
+func benchScanner(b *testing.B, cfg Config, chunk int, scalar ...bool) {
 	body := mixedJSON(1<<20, 10)
 	cc := mustCompile(b, cfg)
 	var s scanner
@@ -55,6 +55,7 @@ func benchScanner(b *testing.B, cfg Config, chunk int) {
 	defer reportCPU(b, len(body))()
 	for b.Loop() {
 		s.reset(cc, true, discardSink{}, discardSink{})
+		s.scalarOnly = len(scalar) > 0
 		for p := body; len(p) > 0; {
 			k := min(chunk, len(p))
 			if err := s.write(p[:k]); err != nil {
@@ -73,6 +74,7 @@ func benchScanner(b *testing.B, cfg Config, chunk int) {
 func BenchmarkScanner(b *testing.B) {
 	b.Run("all detectors/redact", func(b *testing.B) { benchScanner(b, Config{Action: "redact"}, 32<<10) })
 	b.Run("all detectors/log", func(b *testing.B) { benchScanner(b, Config{Action: "log"}, 32<<10) })
+	b.Run("all detectors/log/scalar loop", func(b *testing.B) { benchScanner(b, Config{Action: "log"}, 32<<10, true) })
 	b.Run("all detectors+json_fields", func(b *testing.B) {
 		benchScanner(b, Config{Action: "redact", JSONFields: []string{"password", "national_id", "ssn"}}, 32<<10)
 	})

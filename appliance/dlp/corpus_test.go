@@ -49,6 +49,10 @@ func TestCleanCorpus(t *testing.T) {
 			if _, finds := h.scan(t, cc, isJSON, body, cuts...); len(finds) != 0 {
 				t.Errorf("split scan found %v", finds)
 			}
+			ref := harness{scalar: true}
+			if _, finds := ref.scan(t, cc, isJSON, body, cuts...); len(finds) != 0 {
+				t.Errorf("scalar loop found %v", finds)
+			}
 		})
 	}
 	t.Logf("%d files, %d bytes", len(files), total)

@@ -48,6 +48,12 @@ func FuzzScanSplit(f *testing.F) {
 			if !bytes.Equal(out, wantOut) {
 				t.Fatalf("cuts %v: output differs\n%q\n%q", cuts, out, wantOut)
 			}
+			// The eight-bytes-at-a-time loop and the reference loop agree.
+			ref := harness{scalar: true}
+			refOut, refFinds := ref.scan(t, cc, isJSON, body, cuts...)
+			if !slices.Equal(refFinds, wantFinds) || !bytes.Equal(refOut, wantOut) {
+				t.Fatalf("scalar loop: findings %v, block loop %v", refFinds, wantFinds)
+			}
 		}
 	})
 }

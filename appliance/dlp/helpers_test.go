@@ -46,8 +46,9 @@ func scanSplit(t testing.TB, cc *compiled, isJSON bool, body []byte, cuts ...int
 
 // harness reuses one scanner across scans.
 type harness struct {
-	s scanner
-	c collect
+	s      scanner
+	c      collect
+	scalar bool // use the byte-at-a-time loop (the reference)
 }
 
 func (h *harness) scan(t testing.TB, cc *compiled, isJSON bool, body []byte, cuts ...int) ([]byte, []rec) {
@@ -57,6 +58,7 @@ func (h *harness) scan(t testing.TB, cc *compiled, isJSON bool, body []byte, cut
 	c.finds = c.finds[:0]
 	s := &h.s
 	s.reset(cc, isJSON, c, c)
+	s.scalarOnly = h.scalar
 	prev := 0
 	for _, cut := range cuts {
 		if err := s.write(body[prev:cut]); err != nil {

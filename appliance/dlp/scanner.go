@@ -1,6 +1,9 @@
 package dlp
 
-import "math"
+import (
+	"math"
+	"math/bits"
+)
 
 const (
 	// scanBufSize is the scanner's working buffer: the unit in which bytes are
@@ -53,6 +56,7 @@ type scanner struct {
 	fields       []finding // JSON field values (all, for skipping; masked if mask)
 	fsi          int       // first field span the detector scan has not passed
 	jt           jsonTracker
+	scalarOnly   bool // tests: use the byte-at-a-time loop
 	err          error
 	scratch      [512]byte
 }
@@ -189,12 +193,200 @@ func (s *scanner) process(final bool) error {
 // len(b). It returns where scanning stopped and whether it stopped because a
 // verdict needs more data.
 //
+// It classifies eight bytes at a time without branches (candMask) and only
+// stops at bytes that may start a match; what it does there is exactly what
+// scanRangeScalar does at a token start.
+func (s *scanner) scanRange(b []byte, i, lim int, final bool) (int, bool, error) {
+	if s.scalarOnly {
+		return s.scanRangeScalar(b, i, lim, final)
+	}
+	for i+8 <= lim {
+		m := candMask(b, i)
+		if m == 0 {
+			i += 8
+			continue
+		}
+		block, blockEnd := i, i+8
+		for m != 0 {
+			p := block + bits.TrailingZeros64(m)
+			m &= m - 1
+			if p < i {
+				continue // inside a match that ended past it
+			}
+			if !tokenCandidate(b, p) {
+				continue
+			}
+			mt, st := s.tryAt(b, p, final)
+			switch st {
+			case stMore:
+				return p, true, nil
+			case stYes:
+				if err := s.accept(mt); err != nil {
+					return p, false, err
+				}
+				i = mt.end
+				if s.cont.kind != contNone {
+					return i, false, nil
+				}
+				if i >= blockEnd {
+					m = 0
+				}
+			}
+		}
+		if i < blockEnd {
+			i = blockEnd
+		}
+	}
+	if i >= lim {
+		return i, false, nil
+	}
+	return s.scanRangeScalar(b, i, lim, final)
+}
+
+// tokenCandidate reports whether b[p] starts a token the scanner looks at:
+// '-', '@' or '+' anywhere, or a digit, upper-case letter or e g x s r that
+// does not continue a word.
+func tokenCandidate(b []byte, p int) bool {
+	a := act[b[p]]
+	switch a {
+	case aNone, aWord:
+		return false
+	case aDash, aAt, aPlus:
+		return true
+	}
+	return p == 0 || cls[b[p-1]]&cWord == 0
+}
+
+// tryAt runs the prefilter and, when it passes, the validators for the token
+// start b[p].
+func (s *scanner) tryAt(b []byte, p int, final bool) (match, status) {
+	en := &s.cc.enabled
+	n := len(b)
+	c := b[p]
+	cand := true
+	switch act[c] {
+	case aDigit:
+		j := p + 1
+		for j < n && isDigit(b[j]) {
+			j++
+		}
+		if j+1 < n {
+			l := j - p
+			nx := b[j]
+			cand = (en[KindSSN] && l == 3 && nx == '-') ||
+				(en[KindCard] && c >= '2' && c <= '6' && ((l == 4 && (nx == ' ' || nx == '-') && isDigit(b[j+1])) || (l >= 13 && l <= 19)))
+		}
+	case aUpper:
+		if p+3 < n {
+			cand = (en[KindIBAN] && isUpper(b[p+1]) && isDigit(b[p+2]) && isDigit(b[p+3])) ||
+				(en[KindSecret] && c == 'A' && (b[p+1] == 'K' || b[p+1] == 'S' || b[p+1] == 'I'))
+		}
+	case aLetter:
+		if p+2 < n {
+			c1, c2 := b[p+1], b[p+2]
+			switch c {
+			case 'e':
+				cand = c1 == 'y' && c2 == 'J'
+			case 'g':
+				cand = c1 == 'h' || c1 == 'l' || c1 == 'i'
+			case 'x':
+				cand = c1 == 'o' && c2 == 'x'
+			default: // s, r
+				cand = c1 == 'k' && c2 == '_'
+			}
+			cand = cand && en[KindSecret]
+		}
+	case aDash:
+		cand = en[KindSecret] && (p+1 >= n || b[p+1] == '-')
+	case aAt:
+		cand = en[KindEmail]
+	case aPlus:
+		cand = en[KindPhone]
+	default:
+		cand = false
+	}
+	if !cand {
+		return match{}, stNo
+	}
+	return s.trigger(b, p, final)
+}
+
+// Classes for candMask, one bit each.
+const (
+	mWord   = 1 << iota // A-Z a-z 0-9 _
+	mDigit              // 0-9
+	mUpper              // A-Z
+	mLetter             // e g x s r: first letters of token prefixes
+	mSecond             // y h l i o k: their second letters
+	mDash               // -
+	mAtPlus             // @ +
+)
+
+var cls7 = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		var v uint8
+		if cls[c]&cWord != 0 {
+			v |= mWord
+		}
+		if isDigit(b) {
+			v |= mDigit
+		}
+		if isUpper(b) {
+			v |= mUpper
+		}
+		switch b {
+		case 'e', 'g', 'x', 's', 'r':
+			v |= mLetter
+		case 'y', 'h', 'l', 'i', 'o', 'k':
+			v |= mSecond
+		case '-':
+			v |= mDash
+		case '@', '+':
+			v |= mAtPlus
+		}
+		t[c] = v
+	}
+	return t
+}()
+
+// movemask gathers bit 0 of each byte of x into an 8-bit mask.
+func movemask(x uint64) uint64 {
+	return (x & 0x0101010101010101) * 0x0102040810204080 >> 56
+}
+
+// candMask returns a bit for each of b[i:i+8] that may start a match: a
+// superset of tokenCandidate whose prefilters also fail, computed without
+// branches. Facts about bytes past the block are taken as "maybe".
+func candMask(b []byte, i int) uint64 {
+	w := b[i : i+8 : i+8]
+	v := uint64(cls7[w[0]]) | uint64(cls7[w[1]])<<8 | uint64(cls7[w[2]])<<16 | uint64(cls7[w[3]])<<24 |
+		uint64(cls7[w[4]])<<32 | uint64(cls7[w[5]])<<40 | uint64(cls7[w[6]])<<48 | uint64(cls7[w[7]])<<56
+	var carry uint64
+	if i > 0 {
+		carry = uint64(cls7[b[i-1]] & mWord)
+	}
+	word, digit, upper := movemask(v), movemask(v>>1), movemask(v>>2)
+	letter, second, dash, atPlus := movemask(v>>3), movemask(v>>4), movemask(v>>5), movemask(v>>6)
+	startable := ^(word<<1 | carry)
+	// Cards and SSNs start with three digits; IBANs and AWS/Google keys
+	// with two upper-case letters; token prefixes with a known letter pair;
+	// PEM headers with two dashes.
+	d := digit & (digit>>1 | 0x80) & (digit>>2 | 0xc0)
+	u := upper & (upper>>1 | 0x80)
+	l := letter & (second>>1 | 0x80)
+	return ((d|u|l)&startable | dash&(dash>>1|0x80) | atPlus) & 0xff
+}
+
+// scanRangeScalar is scanRange one byte at a time; scanRange uses it for the
+// last bytes before lim and tests use it as the reference.
+//
 // The loop is the hot path: one table lookup per byte, words skipped whole,
 // and at a token start a few byte compares rule out almost every candidate
 // before a validator runs. A prefilter only answers "certainly not" from
 // bytes it has; when it would need a byte past len(b) it defers to the
 // validator, which knows how to ask for more data.
-func (s *scanner) scanRange(b []byte, i, lim int, final bool) (int, bool, error) {
+func (s *scanner) scanRangeScalar(b []byte, i, lim int, final bool) (int, bool, error) {
 	if i > 0 && isWord(b[i-1]) {
 		// Inside a word: not a token start.
 		for i < len(b) && cls[b[i]]&cWord != 0 {

@@ -174,3 +174,28 @@ func TestPerKindActions(t *testing.T) {
 		t.Fatalf("got %s", out)
 	}
 }
+
+// TestBlockLoopMatchesScalar runs the detector examples and a mixed body
+// through both scan loops.
+func TestBlockLoopMatchesScalar(t *testing.T) {
+	cc := mustCompile(t, Config{JSONFields: []string{"password"}})
+	bodies := [][]byte{mixedJSON(256<<10, 3)}
+	for _, tc := range detectorCases {
+		for _, b := range straddleBodies(tc.in) {
+			bodies = append(bodies, b)
+		}
+	}
+	for i, body := range bodies {
+		fast, ref := harness{}, harness{scalar: true}
+		for _, cuts := range [][]int{nil, {len(body) / 3}, {7, 8, 9, 15, 16, 17}} {
+			if cuts != nil && cuts[len(cuts)-1] > len(body) {
+				continue
+			}
+			o1, f1 := fast.scan(t, cc, true, body, cuts...)
+			o2, f2 := ref.scan(t, cc, true, body, cuts...)
+			if !slices.Equal(f1, f2) || !bytes.Equal(o1, o2) {
+				t.Fatalf("body %d cuts %v: block loop %v, scalar loop %v", i, cuts, f1, f2)
+			}
+		}
+	}
+}
