@@ -74,7 +74,7 @@ func benchScanner(b *testing.B, cfg Config, chunk int, scalar ...bool) {
 func BenchmarkScanner(b *testing.B) {
 	b.Run("all detectors/redact", func(b *testing.B) { benchScanner(b, Config{Action: "redact"}, 32<<10) })
 	b.Run("all detectors/log", func(b *testing.B) { benchScanner(b, Config{Action: "log"}, 32<<10) })
-	b.Run("all detectors/log/scalar loop", func(b *testing.B) { benchScanner(b, Config{Action: "log"}, 32<<10, true) })
+	b.Run("all detectors/log, byte loop", func(b *testing.B) { benchScanner(b, Config{Action: "log"}, 32<<10, true) })
 	b.Run("all detectors+json_fields", func(b *testing.B) {
 		benchScanner(b, Config{Action: "redact", JSONFields: []string{"password", "national_id", "ssn"}}, 32<<10)
 	})

@@ -350,15 +350,12 @@ var cls7 = func() (t [256]uint8) {
 	return t
 }()
 
-// movemask gathers bit 0 of each byte of x into an 8-bit mask.
-func movemask(x uint64) uint64 {
-	return (x & 0x0101010101010101) * 0x0102040810204080 >> 56
-}
-
 // candMask returns a bit for each of b[i:i+8] that may start a match: a
 // superset of tokenCandidate whose prefilters also fail, computed without
-// branches. Facts about bytes past the block are taken as "maybe".
+// branches on eight class bytes packed in a word. Facts about bytes past the
+// block are taken as "maybe".
 func candMask(b []byte, i int) uint64 {
+	const ones = 0x0101010101010101
 	w := b[i : i+8 : i+8]
 	v := uint64(cls7[w[0]]) | uint64(cls7[w[1]])<<8 | uint64(cls7[w[2]])<<16 | uint64(cls7[w[3]])<<24 |
 		uint64(cls7[w[4]])<<32 | uint64(cls7[w[5]])<<40 | uint64(cls7[w[6]])<<48 | uint64(cls7[w[7]])<<56
@@ -366,16 +363,20 @@ func candMask(b []byte, i int) uint64 {
 	if i > 0 {
 		carry = uint64(cls7[b[i-1]] & mWord)
 	}
-	word, digit, upper := movemask(v), movemask(v>>1), movemask(v>>2)
-	letter, second, dash, atPlus := movemask(v>>3), movemask(v>>4), movemask(v>>5), movemask(v>>6)
-	startable := ^(word<<1 | carry)
+	next1 := v>>8 | 0xff<<56    // byte k: classes of byte k+1
+	next2 := v>>16 | 0xffff<<48 // byte k: classes of byte k+2
+	prevWord := (v<<8 | carry) & (ones * mWord)
 	// Cards and SSNs start with three digits; IBANs and AWS/Google keys
 	// with two upper-case letters; token prefixes with a known letter pair;
 	// PEM headers with two dashes.
-	d := digit & (digit>>1 | 0x80) & (digit>>2 | 0xc0)
-	u := upper & (upper>>1 | 0x80)
-	l := letter & (second>>1 | 0x80)
-	return ((d|u|l)&startable | dash&(dash>>1|0x80) | atPlus) & 0xff
+	d := v & next1 & next2 & (ones * mDigit)
+	u := v & next1 & (ones * mUpper)
+	l := v & (next1 >> 1) & (ones * mLetter)
+	dash := v & next1 & (ones * mDash)
+	all := (d|u|l)&^(prevWord*(mDigit|mUpper|mLetter)) | dash | v&(ones*mAtPlus)
+	// A bit per non-zero byte (all bytes are below 0x80).
+	nz := (all + ones*0x7f) & (ones * 0x80) >> 7
+	return nz * 0x0102040810204080 >> 56
 }
 
 // scanRangeScalar is scanRange one byte at a time; scanRange uses it for the
