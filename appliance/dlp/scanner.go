@@ -243,6 +243,22 @@ func (s *scanner) scanRange(b []byte, i, lim int, final bool) (int, bool, error)
 	return s.scanRangeScalar(b, i, lim, final)
 }
 
+// digitCandidate is the prefilter for a digit token starting with c whose
+// first run of l digits ends at b[j] (b[j+3] exists): an SSN needs three
+// digits and a dash, a card thirteen to nineteen digits or a group of four
+// and a group of at least three.
+func digitCandidate(en *[numKinds]bool, b []byte, c byte, l, j int) bool {
+	nx := b[j]
+	if en[KindSSN] && l == 3 && nx == '-' {
+		return true
+	}
+	if !en[KindCard] || c < '2' || c > '6' {
+		return false
+	}
+	return (l >= 13 && l <= 19) ||
+		(l == 4 && (nx == ' ' || nx == '-') && isDigit(b[j+1]) && isDigit(b[j+2]) && isDigit(b[j+3]))
+}
+
 // tokenCandidate reports whether b[p] starts a token the scanner looks at:
 // '-', '@' or '+' anywhere, or a digit, upper-case letter or e g x s r that
 // does not continue a word.
@@ -270,11 +286,8 @@ func (s *scanner) tryAt(b []byte, p int, final bool) (match, status) {
 		for j < n && isDigit(b[j]) {
 			j++
 		}
-		if j+1 < n {
-			l := j - p
-			nx := b[j]
-			cand = (en[KindSSN] && l == 3 && nx == '-') ||
-				(en[KindCard] && c >= '2' && c <= '6' && ((l == 4 && (nx == ' ' || nx == '-') && isDigit(b[j+1])) || (l >= 13 && l <= 19)))
+		if j+3 < n {
+			cand = digitCandidate(en, b, c, j-p, j)
 		}
 	case aUpper:
 		if p+3 < n {
@@ -363,13 +376,14 @@ func candMask(b []byte, i int) uint64 {
 	if i > 0 {
 		carry = uint64(cls7[b[i-1]] & mWord)
 	}
-	next1 := v>>8 | 0xff<<56    // byte k: classes of byte k+1
-	next2 := v>>16 | 0xffff<<48 // byte k: classes of byte k+2
+	next1 := v>>8 | 0xff<<56      // byte k: classes of byte k+1
+	next2 := v>>16 | 0xffff<<48   // byte k: classes of byte k+2
+	next3 := v>>24 | 0xffffff<<40 // byte k: classes of byte k+3
 	prevWord := (v<<8 | carry) & (ones * mWord)
-	// Cards and SSNs start with three digits; IBANs and AWS/Google keys
+	// Cards and SSNs start with three digits and a fourth or a dash; IBANs and AWS/Google keys
 	// with two upper-case letters; token prefixes with a known letter pair;
 	// PEM headers with two dashes.
-	d := v & next1 & next2 & (ones * mDigit)
+	d := v & next1 & next2 & (next3 | next3>>4) & (ones * mDigit) // then a digit or a dash
 	u := v & next1 & (ones * mUpper)
 	l := v & (next1 >> 1) & (ones * mLetter)
 	dash := v & next1 & (ones * mDash)
@@ -412,11 +426,8 @@ func (s *scanner) scanRangeScalar(b []byte, i, lim int, final bool) (int, bool, 
 			for j < n && isDigit(b[j]) {
 				j++
 			}
-			if j+1 < n {
-				l := j - i
-				nx := b[j]
-				cand = (en[KindSSN] && l == 3 && nx == '-') ||
-					(en[KindCard] && c >= '2' && c <= '6' && ((l == 4 && (nx == ' ' || nx == '-') && isDigit(b[j+1])) || (l >= 13 && l <= 19)))
+			if j+3 < n {
+				cand = digitCandidate(en, b, c, j-i, j)
 			}
 			if !cand {
 				i = j
