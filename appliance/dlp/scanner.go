@@ -393,81 +393,23 @@ func candMask(b []byte, i int) uint64 {
 	return nz * 0x0102040810204080 >> 56
 }
 
-// scanRangeScalar is scanRange one byte at a time; scanRange uses it for the
-// last bytes before lim and tests use it as the reference.
-//
-// The loop is the hot path: one table lookup per byte, words skipped whole,
-// and at a token start a few byte compares rule out almost every candidate
-// before a validator runs. A prefilter only answers "certainly not" from
-// bytes it has; when it would need a byte past len(b) it defers to the
-// validator, which knows how to ask for more data.
+// scanRangeScalar is scanRange one byte at a time, words skipped whole. It
+// scans the last bytes before lim, and tests use it as the reference.
 func (s *scanner) scanRangeScalar(b []byte, i, lim int, final bool) (int, bool, error) {
 	if i > 0 && isWord(b[i-1]) {
-		// Inside a word: not a token start.
-		for i < len(b) && cls[b[i]]&cWord != 0 {
-			i++
-		}
+		i = skipWord(b, i) // inside a word: not a token start
 	}
-	en := &s.cc.enabled
-	n := len(b)
 	for i < lim {
-		c := b[i]
-		a := act[c]
-		if a == aNone {
+		a := act[b[i]]
+		switch a {
+		case aNone:
 			i++
 			continue
-		}
-		cand := true
-		switch a {
 		case aWord:
-			cand = false
-		case aDigit:
-			j := i + 1
-			for j < n && isDigit(b[j]) {
-				j++
-			}
-			if j+3 < n {
-				cand = digitCandidate(en, b, c, j-i, j)
-			}
-			if !cand {
-				i = j
-			}
-		case aUpper:
-			if i+3 < n {
-				cand = (en[KindIBAN] && isUpper(b[i+1]) && isDigit(b[i+2]) && isDigit(b[i+3])) ||
-					(en[KindSecret] && c == 'A' && (b[i+1] == 'K' || b[i+1] == 'S' || b[i+1] == 'I'))
-			}
-		case aLetter:
-			if i+2 < n {
-				c1, c2 := b[i+1], b[i+2]
-				switch c {
-				case 'e':
-					cand = c1 == 'y' && c2 == 'J'
-				case 'g':
-					cand = c1 == 'h' || c1 == 'l' || c1 == 'i'
-				case 'x':
-					cand = c1 == 'o' && c2 == 'x'
-				default: // s, r
-					cand = c1 == 'k' && c2 == '_'
-				}
-				cand = cand && en[KindSecret]
-			}
-		case aDash:
-			cand = en[KindSecret] && (i+1 >= n || b[i+1] == '-')
-		case aAt:
-			cand = en[KindEmail]
-		case aPlus:
-			cand = en[KindPhone]
-		}
-		if !cand {
-			if a == aDash || a == aAt || a == aPlus {
-				i++
-				continue
-			}
 			i = skipWord(b, i)
 			continue
 		}
-		m, st := s.trigger(b, i, final)
+		m, st := s.tryAt(b, i, final)
 		switch st {
 		case stMore:
 			return i, true, nil
@@ -479,12 +421,12 @@ func (s *scanner) scanRangeScalar(b []byte, i, lim int, final bool) (int, bool, 
 			if s.cont.kind != contNone {
 				return i, false, nil
 			}
+			i = skipWord(b, i)
 		default:
-			i++
-		}
-		if a != aDash && a != aAt && a != aPlus || st == stYes {
-			for i < n && cls[b[i]]&cWord != 0 {
+			if a == aDash || a == aAt || a == aPlus {
 				i++
+			} else {
+				i = skipWord(b, i)
 			}
 		}
 	}
