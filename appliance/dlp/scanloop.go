@@ -348,4 +348,3 @@ func (s *scanner) trigger(b []byte, i int, final bool) (match, status) {
 	}
 	return match{}, stNo
 }
-
