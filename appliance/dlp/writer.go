@@ -52,18 +52,17 @@ type respWriter struct {
 	info     *reqctx.Info
 	snapshot http.Header // the engine's headers before the upstream's
 
-	mode        writerMode
-	status      int
-	committed   bool // status line sent to rw
-	buffering   bool // holding the body for a possible block
-	bbuf        []byte
-	sc          *scanner
-	dec         *decoder
-	counts      [numKinds]int
-	logged      int
-	alerted     bool
-	encoded     bool // the upstream body was compressed
-	lengthFixed bool // Content-Length still describes the body
+	mode      writerMode
+	status    int
+	committed bool // status line sent to rw
+	buffering bool // holding the body for a possible block
+	bbuf      []byte
+	sc        *scanner
+	dec       *decoder
+	counts    [numKinds]int
+	logged    int
+	alerted   bool
+	encoded   bool // the upstream body was compressed
 }
 
 func (p *Policy) newWriter(w http.ResponseWriter, r *http.Request) *respWriter {
@@ -118,7 +117,6 @@ func (w *respWriter) WriteHeader(code int) {
 	sc := w.p.scanners.Get().(*scanner)
 	sc.reset(w.p.cc, isJSON, w, w)
 	w.sc = sc
-	w.lengthFixed = true
 	if enc := contentEncoding(h.Values("Content-Encoding")); enc != "" {
 		if !w.p.cc.decode || !decodable(enc) {
 			reason := "compressed = refuse"
@@ -131,7 +129,6 @@ func (w *respWriter) WriteHeader(code int) {
 		}
 		w.dec = newDecoder(enc, sc)
 		w.encoded = true
-		w.lengthFixed = false
 		h.Del("Content-Encoding")
 		h.Del("Content-Length")
 	}
