@@ -6,14 +6,15 @@
 #   2. the XDP guard: ns/packet from Program.Benchmark (go test -bench in bpf/) and packets per second
 #      through a veth with the guard attached natively, passing and dropping (xdpflood).
 # Writes bench/steer/results/<date>-<host>.md and prints it. The whole run is bounded by BUDGET
-# seconds (default 180). Settings: ROUNDS DURATION WORKERS WARMUP XDP_DURATION (environment).
+# seconds (default 180). Settings: ROUNDS DURATION WORKERS WARMUP XDP_ROUNDS XDP_DURATION (environment).
 set -euo pipefail
 
-ROUNDS=${ROUNDS:-7}
-DURATION=${DURATION:-3s}
+ROUNDS=${ROUNDS:-11}
+DURATION=${DURATION:-1500ms}
 WARMUP=${WARMUP:-1s}
 WORKERS=${WORKERS:-16}
-XDP_DURATION=${XDP_DURATION:-3s}
+XDP_ROUNDS=${XDP_ROUNDS:-3}
+XDP_DURATION=${XDP_DURATION:-1500ms}
 BUDGET=${BUDGET:-180}
 
 if [ "$(id -u)" != 0 ]; then
@@ -131,7 +132,7 @@ fi
 echo "== XDP guard: packets per second on a veth" >&2
 netns_pair "$TX" t0 192.0.2.2 "$RX" r0 192.0.2.1
 timeout "$(left)" "$WORK/xdpflood" -tx-netns "/run/netns/$TX" -tx-if t0 -rx-netns "/run/netns/$RX" -rx-if r0 \
-	-src 192.0.2.2 -dst 192.0.2.1 -bpffs "$WORK/bpffs-xdp" -mode native -duration "$XDP_DURATION" \
+	-src 192.0.2.2 -dst 192.0.2.1 -bpffs "$WORK/bpffs-xdp" -mode native -rounds "$XDP_ROUNDS" -duration "$XDP_DURATION" \
 	-json "$WORK/xdp.json" >"$WORK/xdp.md" 2>"$WORK/xdp.err" || {
 	cat "$WORK/xdp.err" >&2
 	exit 1
@@ -146,7 +147,7 @@ OUT="$RESULTS/$DATE-$HOST.md"
 {
 	echo "# sealgate eBPF benchmarks — $DATE on $HOST"
 	echo
-	echo "Command: \`sudo bench/steer/run.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP WORKERS=$WORKERS XDP_DURATION=$XDP_DURATION), $SECONDS s in all."
+	echo "Command: \`sudo bench/steer/run.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP WORKERS=$WORKERS XDP_ROUNDS=$XDP_ROUNDS XDP_DURATION=$XDP_DURATION), $SECONDS s in all."
 	echo
 	echo "- Kernel: $(uname -srm)"
 	echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores; load average before the report: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -169,7 +170,9 @@ OUT="$RESULTS/$DATE-$HOST.md"
 	echo "installed for the redirect phase only and removed with the whole nat table afterwards, so"
 	echo "conntrack runs only while it is measured. The conntrack column counts the entries whose"
 	echo "original destination port is the path's at the end of each phase (max over rounds; entries of"
-	echo "reset connections live 10 s): 0 means the path's connections were not tracked."
+	echo "reset connections live 10 s): 0 means the path's connections were not tracked. The sk_lookup"
+	echo "program stays attached to the server namespace throughout, as on a host with steering on, so"
+	echo "direct and redirect connections also run it (a miss); steered ones add the hit and sk_assign."
 	echo "$ROUNDS rounds of $DURATION per path after a $WARMUP warm-up of each, the order rotating every round;"
 	echo "median over rounds, spread = (max − min) / median, ratios to direct computed per round, then"
 	echo "the median (min–max). Latency (µs) is connect → close, over all rounds."
@@ -193,10 +196,13 @@ OUT="$RESULTS/$DATE-$HOST.md"
 	cat "$WORK/xdp.md"
 	echo
 	echo "Every phase runs on the same $(nproc) cores as the generator: on a veth the receive side (XDP"
-	echo "or the stack) runs in the sender's softirq context, so with counted/sent ≈ 1 these rates are"
+	echo "or the stack) runs in the sender's softirq context, so with counted ≈ sent these rates are"
 	echo "bounded by generator + veth + verdict cost together, not by the guard alone; the per-packet"
 	echo "cost of the guard itself is the Program.Benchmark figure above. \"pass\" packets go on to the"
-	echo "stack (UDP to a port without socket, ICMP rate-limited), \"drop\" packets end in XDP."
+	echo "stack (UDP to a port without socket, ICMP rate-limited), \"drop\" packets end in XDP. With any"
+	echo "XDP program attached, veth turns each sk_buff into an XDP buffer (copying it when it lacks the"
+	echo "256-byte headroom, as AF_PACKET frames do) and back for XDP_PASS, so on a veth \"pass\" costs more"
+	echo "than no program at all; a NIC driver hands XDP its DMA buffer and has no such conversion."
 } >"$OUT"
 cat "$OUT"
 echo "written: $OUT" >&2

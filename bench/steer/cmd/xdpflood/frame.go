@@ -17,11 +17,11 @@ func udpFrame(srcMAC, dstMAC net.HardwareAddr, src, dst netip.Addr, sport, dport
 	copy(f[6:12], srcMAC)
 	binary.BigEndian.PutUint16(f[12:14], 0x0800)
 	ip := f[14:34]
-	ip[0] = 0x45                                              // version 4, IHL 5
+	ip[0] = 0x45                                             // version 4, IHL 5
 	binary.BigEndian.PutUint16(ip[2:4], uint16(frameLen-14)) // total length
-	ip[6] = 0x40                                              // DF
-	ip[8] = 64                                                // TTL
-	ip[9] = 17                                                // UDP
+	ip[6] = 0x40                                             // DF
+	ip[8] = 64                                               // TTL
+	ip[9] = 17                                               // UDP
 	s, d := src.As4(), dst.As4()
 	copy(ip[12:16], s[:])
 	copy(ip[16:20], d[:])

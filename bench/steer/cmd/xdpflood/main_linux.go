@@ -2,9 +2,9 @@
 
 // Command xdpflood measures the sealgate XDP guard on a veth: it floods minimum-size UDP frames from
 // one network namespace into the guarded interface of another and reads the guard's counters, in
-// three phases of equal length: no guard (the interface's rx counter, for reference), guard passing
-// (source not blocklisted) and guard dropping (source blocklisted). bench/steer/run.sh creates the
-// namespaces and the veth pair:
+// three phases of equal length, repeated for -rounds rounds: no guard (the interface's rx counter,
+// for reference), guard passing (source not blocklisted) and guard dropping (source blocklisted).
+// bench/steer/run.sh creates the namespaces and the veth pair:
 //
 //	xdpflood -tx-netns /run/netns/A -tx-if t0 -rx-netns /run/netns/B -rx-if r0 -bpffs DIR
 package main
@@ -28,25 +28,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-type config struct {
-	txNS, rxNS, txIf, rxIf string
-	src, dst               netip.Addr
-	bpffs, mode            string
-	duration, warmup       time.Duration
-	senders                int
-}
-
-// result is one phase's figures.
-type result struct {
-	Phase      string  `json:"phase"`
-	Counter    string  `json:"counter"`
-	SentPPS    float64 `json:"sent_pps"`
-	CountedPPS float64 `json:"counted_pps"`
-	Refused    uint64  `json:"refused_batches"`
-	Seconds    float64 `json:"seconds"`
-	Other      uint64  `json:"other_verdict_packets"` // packets of the opposite verdict in the window
-}
-
 func main() {
 	var c config
 	var src, dst, jsonOut string
@@ -60,6 +41,7 @@ func main() {
 	flag.StringVar(&c.mode, "mode", bpf.ModeNative, "XDP mode: native, generic or auto")
 	flag.DurationVar(&c.duration, "duration", 4*time.Second, "measured time per phase")
 	flag.DurationVar(&c.warmup, "warmup", 500*time.Millisecond, "flood time before each measurement")
+	flag.IntVar(&c.rounds, "rounds", 3, "rounds of the three phases")
 	flag.IntVar(&c.senders, "senders", runtime.NumCPU(), "sending goroutines (one packet socket each)")
 	flag.StringVar(&jsonOut, "json", "", "write the figures to this file")
 	flag.Parse()
@@ -69,6 +51,9 @@ func main() {
 	}
 	if err == nil && (!c.src.Is4() || !c.dst.Is4()) {
 		err = errors.New("-src and -dst must be IPv4 addresses")
+	}
+	if err == nil && (c.rounds < 1 || c.senders < 1 || c.duration <= 0) {
+		err = errors.New("-rounds, -senders and -duration must be positive")
 	}
 	if err == nil && (c.txNS == "" || c.rxNS == "" || c.txIf == "" || c.rxIf == "" || c.bpffs == "") {
 		err = errors.New("-tx-netns, -rx-netns, -tx-if, -rx-if and -bpffs are required")
@@ -109,32 +94,23 @@ func run(c config, jsonOut string) (err error) {
 		}
 		return l.Attrs().Statistics.RxPackets, 0, nil
 	}
-	var results []result
-	r, err := c.phase(fds, frame, "no guard (reference)", "rx_packets of "+c.rxIf, rxPackets)
-	if err != nil {
-		return err
-	}
-	results = append(results, r)
-
 	opts := bpf.Options{BPFFS: c.bpffs, NetNS: c.rxNS, Logger: log}
 	g, err := bpf.OpenGuard(opts)
 	if err != nil {
 		return fmt.Errorf("opening the guard: %w", err)
 	}
+	attached := false
 	defer func() {
-		if derr := g.Detach(c.rxIf); derr != nil && err == nil {
-			err = fmt.Errorf("detaching the guard: %w", derr)
+		if attached {
+			if derr := g.Detach(c.rxIf); derr != nil && err == nil {
+				err = fmt.Errorf("detaching the guard: %w", derr)
+			}
 		}
 		_ = g.Close()
 		if cerr := bpf.Cleanup(opts); cerr != nil && err == nil {
 			err = fmt.Errorf("removing pinned guard state: %w", cerr)
 		}
 	}()
-	att, err := g.Attach(c.rxIf, c.mode)
-	if err != nil {
-		return fmt.Errorf("attaching the guard to %s (%s): %w", c.rxIf, c.mode, err)
-	}
-	fmt.Printf("guard attached to %s: mode %s, driver %s, program id %d\n", att.Interface, att.Mode, att.Driver, att.ProgramID)
 	counter := func(verdict, reason string) func() (uint64, uint64, error) {
 		return func() (uint64, uint64, error) {
 			cs, err := g.Stats()
@@ -156,26 +132,54 @@ func run(c config, jsonOut string) (err error) {
 			return n, other, nil
 		}
 	}
-	r, err = c.phase(fds, frame, "guard, pass", "pass/non_tcp", counter("pass", "non_tcp"))
-	if err != nil {
-		return err
-	}
-	results = append(results, r)
-	if err := g.Block(netip.PrefixFrom(c.src, 32), 0); err != nil {
-		return fmt.Errorf("blocklisting %s: %w", c.src, err)
-	}
-	r, err = c.phase(fds, frame, "guard, drop (blocklisted source)", "drop/blocklist", counter("drop", "blocklist"))
-	if err != nil {
-		return err
-	}
-	results = append(results, r)
+	src := netip.PrefixFrom(c.src, 32)
+	var att bpf.Attachment
+	var results []result
+	// Each round runs the three phases back to back, so every ratio compares phases a few seconds
+	// apart: the machine's background load changes less between them than across the whole run.
+	for round := 1; round <= c.rounds; round++ {
+		if attached {
+			if err := g.Detach(c.rxIf); err != nil {
+				return fmt.Errorf("detaching the guard: %w", err)
+			}
+			attached = false
+		}
+		r, err := c.phase(fds, frame, phaseReference, "rx_packets of "+c.rxIf, rxPackets)
+		if err != nil {
+			return err
+		}
+		r.Round = round
+		results = append(results, r)
 
-	for _, r := range results[1:] {
+		if att, err = g.Attach(c.rxIf, c.mode); err != nil {
+			return fmt.Errorf("attaching the guard to %s (%s): %w", c.rxIf, c.mode, err)
+		}
+		attached = true
+		if err := g.Unblock(src); err != nil && !errors.Is(err, bpf.ErrNotFound) {
+			return fmt.Errorf("unblocking %s: %w", src, err)
+		}
+		if r, err = c.phase(fds, frame, phasePass, "pass/non_tcp", counter("pass", "non_tcp")); err != nil {
+			return err
+		}
+		r.Round = round
+		results = append(results, r)
+
+		if err := g.Block(src, 0); err != nil {
+			return fmt.Errorf("blocklisting %s: %w", src, err)
+		}
+		if r, err = c.phase(fds, frame, phaseDrop, "drop/blocklist", counter("drop", "blocklist")); err != nil {
+			return err
+		}
+		r.Round = round
+		results = append(results, r)
+	}
+	for _, r := range results {
 		if r.CountedPPS == 0 {
-			return fmt.Errorf("phase %q: the guard counted no %s packet: the flood did not reach the guard", r.Phase, r.Counter)
+			return fmt.Errorf("round %d, phase %q: no %s packet counted: the flood did not reach %s", r.Round, r.Phase, r.Counter, c.rxIf)
 		}
 	}
-	printTable(c, att, results)
+	fmt.Printf("guard attached to %s: mode %s, driver %s, program id %d\n", att.Interface, att.Mode, att.Driver, att.ProgramID)
+	printTable(os.Stdout, c, bpfAttachment{Mode: att.Mode, Driver: att.Driver}, summarize(results))
 	if jsonOut != "" {
 		b, err := json.MarshalIndent(results, "", "  ")
 		if err != nil {
@@ -220,20 +224,6 @@ func (c config) phase(fds []int, frame []byte, name, counter string, read func()
 	}, nil
 }
 
-func printTable(c config, att bpf.Attachment, rs []result) {
-	fmt.Printf("\nFlood: %d-byte UDP frames %s → %s:9 (no socket), %d senders (AF_PACKET, sendmmsg, qdisc bypass), %v per phase after %v warm-up; guard mode %s on %s (driver %s).\n\n",
-		frameLen, c.src, c.dst, c.senders, c.duration, c.warmup, att.Mode, c.rxIf, att.Driver)
-	fmt.Println("| Phase | Counter | Counted pps | Sent pps (generator) | Counted/sent | Opposite-verdict packets | Refused send batches |")
-	fmt.Println("|---|---|---:|---:|---:|---:|---:|")
-	for _, r := range rs {
-		ratio := 0.0
-		if r.SentPPS > 0 {
-			ratio = r.CountedPPS / r.SentPPS
-		}
-		fmt.Printf("| %s | %s | %.0f | %.0f | %.3f | %d | %d |\n", r.Phase, r.Counter, r.CountedPPS, r.SentPPS, ratio, r.Other, r.Refused)
-	}
-}
-
 func handleIn(nsPath, ifname string) (*netlink.Handle, netlink.Link, error) {
 	ns, err := netns.GetFromPath(nsPath)
 	if err != nil {
@@ -264,4 +254,3 @@ func linkIn(nsPath, ifname string) (netlink.Link, error) {
 	h.Close()
 	return l, nil
 }
-
