@@ -1,6 +1,9 @@
 package dlp
 
-import "math"
+import (
+	"errors"
+	"math"
+)
 
 const (
 	// scanBufSize is the scanner's working buffer: the unit in which bytes are
@@ -82,7 +85,10 @@ func (s *scanner) write(p []byte) error {
 	}
 	for len(p) > 0 {
 		if s.n == len(s.buf) {
-			s.compact()
+			if err := s.compact(); err != nil {
+				s.err = err
+				return err
+			}
 		}
 		k := copy(s.buf[s.n:], p)
 		if s.jt.active {
@@ -116,19 +122,25 @@ func (s *scanner) close() error {
 	return nil
 }
 
+// errHold reports a scan whose undecided tail outgrew the buffer. The
+// validators' lookahead is bounded far below scanBufSize, so this is a bug
+// guard: the response fails closed (502 or abort) instead of passing
+// unscanned.
+var errHold = errors.New("dlp: undecided bytes exceed the scan buffer")
+
 // compact moves the unreleased bytes (and ctxKeep bytes of context) to the
 // front of buf.
-func (s *scanner) compact() {
+func (s *scanner) compact() error {
 	from := s.rel - ctxKeep
 	if from <= 0 {
-		// Cannot happen: what is held is bounded far below len(buf).
-		panic("dlp: scanner hold exceeds its buffer")
+		return errHold
 	}
 	copy(s.buf, s.buf[from:s.n])
 	s.base += int64(from)
 	s.rel -= from
 	s.scan -= from
 	s.n -= from
+	return nil
 }
 
 func (s *scanner) process(final bool) error {

@@ -193,8 +193,8 @@ func (w *respWriter) failed(err error) bool {
 	if errors.As(err, &ce) {
 		return false // the client went away; the handler sees its error
 	}
-	// The upstream body could not be decoded: it cannot be scanned.
-	w.p.log.Warn("dlp could not decode the response body", "request_id", w.requestID(), "err", err)
+	// The body could not be decoded (or scanned): fail closed.
+	w.p.log.Warn("dlp could not scan the response body", "request_id", w.requestID(), "err", err)
 	if !w.committed {
 		w.withhold(RefusedDetail)
 		return true
