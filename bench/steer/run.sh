@@ -2,7 +2,8 @@
 # bench/steer/run.sh — the eBPF data path benchmarks (issue 3), as root, in network namespaces this
 # script creates and removes:
 #   1. new TCP connections per second to one listener through its own address, an sk_lookup steered
-#      port and an iptables REDIRECT rule, alternating in one run (connrate);
+#      port, an iptables REDIRECT rule, and its own address with the sk_lookup program detached,
+#      alternating in one run (connrate);
 #   2. the XDP guard: ns/packet from Program.Benchmark (go test -bench in bpf/) and packets per second
 #      through a veth with the guard attached natively, passing and dropping (xdpflood).
 # Writes bench/steer/results/<date>-<host>.md and prints it. The whole run is bounded by BUDGET
@@ -86,7 +87,7 @@ netns_pair() {
 	done
 }
 
-echo "== connection rate: direct vs sk_lookup steered vs iptables REDIRECT" >&2
+echo "== connection rate: direct vs sk_lookup steered vs iptables REDIRECT vs no sk_lookup" >&2
 netns_pair "$CLI" c0 192.0.2.2 "$SRV" s0 192.0.2.1
 ip netns exec "$CLI" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
 ip netns exec "$SRV" "$WORK/connrate" serve -listen 192.0.2.1:8080 -steer 192.0.2.1:443 -bpffs "$WORK/bpffs-steer" >"$WORK/serve.out" 2>&1 &
@@ -168,11 +169,13 @@ OUT="$RESULTS/$DATE-$HOST.md"
 	echo "the listener (bpf.OpenSteering, SetBindings, RegisterSocket); **redirect** 192.0.2.1:80 with"
 	echo "\`iptables -t nat -A PREROUTING -p tcp -d 192.0.2.1 --dport 80 -j REDIRECT --to-ports 8080\`,"
 	echo "installed for the redirect phase only and removed with the whole nat table afterwards, so"
-	echo "conntrack runs only while it is measured. The conntrack column counts the entries whose"
-	echo "original destination port is the path's at the end of each phase (max over rounds; entries of"
-	echo "reset connections live 10 s): 0 means the path's connections were not tracked. The sk_lookup"
-	echo "program stays attached to the server namespace throughout, as on a host with steering on, so"
-	echo "direct and redirect connections also run it (a miss); steered ones add the hit and sk_assign."
+	echo "conntrack runs only while it is measured; **direct_no_sk_lookup** 192.0.2.1:8080 with the"
+	echo "sk_lookup program detached from the namespace for that phase (bpf.Cleanup; checked: :443 then"
+	echo "refuses). Otherwise the program stays attached, as on a host with steering on, so direct and"
+	echo "redirect connections run it too (a miss); steered ones add the hit and bpf_sk_assign."
+	echo "The conntrack column counts the entries whose original destination port is the path's at the"
+	echo "end of each phase (max over rounds; entries of reset connections live 10 s): 0 means the"
+	echo "path's connections were not tracked."
 	echo "$ROUNDS rounds of $DURATION per path after a $WARMUP warm-up of each, the order rotating every round;"
 	echo "median over rounds, spread = (max − min) / median, ratios to direct computed per round, then"
 	echo "the median (min–max). Latency (µs) is connect → close, over all rounds."

@@ -16,8 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/sealgate/sealgate/bpf"
 )
 
 // path is one way to reach the listener.
@@ -47,6 +45,8 @@ type loadConfig struct {
 	netns    string // server namespace name, for iptables and conntrack
 	listen   netip.AddrPort
 	redirect netip.AddrPort
+	direct   string // serve's control address
+	steered  string
 }
 
 func load(args []string) error {
@@ -79,10 +79,10 @@ func load(args []string) error {
 	case cfg.workers < 1 || cfg.rounds < 1 || cfg.duration <= 0:
 		return errors.New("-workers, -rounds and -duration must be positive")
 	}
-	cfg.paths = []path{{"direct", *direct}, {"steered", *steered}, {"redirect", *redirect}}
+	cfg.paths = []path{{"direct", *direct}, {"steered", *steered}, {"redirect", *redirect}, {"direct_no_sk_lookup", *direct}}
+	cfg.direct, cfg.steered = *direct, *steered
 
-	before, err := steerStats(*direct)
-	if err != nil {
+	if _, err := control(*direct, statsRequest); err != nil {
 		return err
 	}
 	_ = removeRedirect(cfg) // a rule left by an interrupted run would skew the other paths
@@ -94,7 +94,7 @@ func load(args []string) error {
 		}
 	}
 	var phases []*phase
-	var redirected int64
+	var redirected, steeredDelta int64
 	for r := range cfg.rounds {
 		for i := range cfg.paths {
 			p := cfg.paths[(r+i)%len(cfg.paths)] // rotate the order: no path always runs first
@@ -102,15 +102,10 @@ func load(args []string) error {
 			if err != nil {
 				return err
 			}
-			if p.Name == "redirect" {
-				redirected += ph.ruleHits
-			}
+			redirected += ph.ruleHits
+			steeredDelta += ph.steered
 			phases = append(phases, &ph.phase)
 		}
-	}
-	after, err := steerStats(*direct)
-	if err != nil {
-		return err
 	}
 
 	var checks []string
@@ -123,9 +118,8 @@ func load(args []string) error {
 			redirectConns += ph.Conns
 		}
 	}
-	steeredDelta := after.Steered - before.Steered
-	checks = append(checks, fmt.Sprintf("sk_lookup steered counter: +%d for %d measured steered connections (+ warm-up)", steeredDelta, steeredConns))
-	if steeredDelta < uint64(steeredConns) {
+	checks = append(checks, fmt.Sprintf("sk_lookup steered counter: +%d during the steered phases, for %d connections counted in them", steeredDelta, steeredConns))
+	if steeredDelta < steeredConns {
 		return fmt.Errorf("the steering counter grew by %d but %d steered connections completed: the steered path did not go through sk_lookup", steeredDelta, steeredConns)
 	}
 	checks = append(checks, fmt.Sprintf("iptables REDIRECT rule packets: %d for %d measured redirected connections", redirected, redirectConns))
@@ -153,15 +147,33 @@ func load(args []string) error {
 
 type measured struct {
 	phase
-	ruleHits int64
+	ruleHits int64 // packets of the REDIRECT rule (redirect)
+	steered  int64 // growth of the sk_lookup steered counter (steered)
 }
 
 // run measures path p for d with cfg.workers clients. For the redirect path it installs the rule
 // first and removes it (and the nat table, so conntrack stops) afterwards.
 func (cfg loadConfig) run(p path, round int, d time.Duration) (measured, error) {
 	var m measured
-	if p.Name == "redirect" {
+	var steeredBefore uint64
+	switch p.Name {
+	case "redirect":
 		if err := addRedirect(cfg); err != nil {
+			return m, err
+		}
+	case "steered":
+		r, err := control(cfg.direct, statsRequest)
+		if err != nil {
+			return m, err
+		}
+		steeredBefore = r.Stats.Steered
+	case "direct_no_sk_lookup":
+		if _, err := control(cfg.direct, detachRequest); err != nil {
+			return m, err
+		}
+		// Without the program nothing listens on the steered address. The kernel releases an
+		// unpinned link from a work queue, so give it a moment.
+		if err := waitRefused(cfg.steered, 2*time.Second); err != nil {
 			return m, err
 		}
 	}
@@ -211,7 +223,8 @@ func (cfg loadConfig) run(p path, round int, d time.Duration) (measured, error) 
 	for _, l := range lats {
 		m.lat = append(m.lat, l...)
 	}
-	if p.Name == "redirect" {
+	switch p.Name {
+	case "redirect":
 		hits, err := ruleHits(cfg)
 		if err != nil {
 			return m, err
@@ -220,12 +233,37 @@ func (cfg loadConfig) run(p path, round int, d time.Duration) (measured, error) 
 		if err := removeRedirect(cfg); err != nil {
 			return m, err
 		}
+	case "steered":
+		r, err := control(cfg.direct, statsRequest)
+		if err != nil {
+			return m, err
+		}
+		m.steered = int64(r.Stats.Steered - steeredBefore)
+	case "direct_no_sk_lookup":
+		if _, err := control(cfg.direct, attachRequest); err != nil {
+			return m, err
+		}
 	}
 	if m.Conns == 0 {
 		msg, _ := errMsg.Load().(string)
 		return m, fmt.Errorf("%s (%s): no connection completed in %v (%d errors, last: %s)", p.Name, p.Addr, d, m.Errors, msg)
 	}
 	return m, nil
+}
+
+// waitRefused waits up to d for addr to refuse connections.
+func waitRefused(addr string, d time.Duration) error {
+	for end := time.Now().Add(d); ; {
+		c, err := net.DialTimeout("tcp4", addr, time.Second)
+		if err != nil {
+			return nil
+		}
+		c.Close()
+		if time.Now().After(end) {
+			return fmt.Errorf("%s still accepts connections %v after DETACH: the sk_lookup program is still attached", addr, d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // exchange opens a connection, sends the request, reads the response and closes with a reset
@@ -250,26 +288,30 @@ func exchange(dl *net.Dialer, addr string, buf []byte) error {
 	return nil
 }
 
-// steerStats asks serve for the steering counters over the direct path.
-func steerStats(addr string) (bpf.SteerStats, error) {
-	var st bpf.SteerStats
+// control sends a control line to serve over the direct path and returns its reply.
+func control(addr, line string) (controlReply, error) {
+	var r controlReply
+	what := strings.TrimSpace(line)
 	c, err := net.DialTimeout("tcp4", addr, 2*time.Second)
 	if err != nil {
-		return st, fmt.Errorf("asking serve for steering stats: %w (is connrate serve running?)", err)
+		return r, fmt.Errorf("sending %s to serve: %w (is connrate serve running?)", what, err)
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := io.WriteString(c, statsRequest); err != nil {
-		return st, fmt.Errorf("asking serve for steering stats: %w", err)
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, line); err != nil {
+		return r, fmt.Errorf("sending %s to serve: %w", what, err)
 	}
-	line, err := bufio.NewReader(c).ReadBytes('\n')
+	b, err := bufio.NewReader(c).ReadBytes('\n')
 	if err != nil {
-		return st, fmt.Errorf("reading steering stats: %w", err)
+		return r, fmt.Errorf("reading the reply to %s: %w", what, err)
 	}
-	if err := json.Unmarshal(line, &st); err != nil {
-		return st, fmt.Errorf("decoding steering stats %q: %w", line, err)
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("decoding the reply to %s %q: %w", what, b, err)
 	}
-	return st, nil
+	if r.Error != "" {
+		return r, fmt.Errorf("serve: %s: %s", what, r.Error)
+	}
+	return r, nil
 }
 
 func redirectRule(cfg loadConfig) []string {
