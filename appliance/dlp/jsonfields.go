@@ -1,5 +1,7 @@
 package dlp
 
+import "encoding/binary"
+
 // maxJSONDepth bounds the container stack of the JSON field tracker; deeper
 // documents stop field tracking (pattern detectors keep running).
 const maxJSONDepth = 256
@@ -100,6 +102,24 @@ func (t *jsonTracker) afterValue() {
 	t.state = jAfter
 }
 
+// stringEnd returns the index of the first '"' or '\\' in p at or after x,
+// or len(p), testing eight bytes per step.
+func stringEnd(p []byte, x int) int {
+	const ones, high = 0x0101010101010101, 0x8080808080808080
+	for x+8 <= len(p) {
+		v := binary.LittleEndian.Uint64(p[x:])
+		q, bs := v^(ones*'"'), v^(ones*'\\')
+		if ((q-ones)&^q|(bs-ones)&^bs)&high != 0 {
+			break
+		}
+		x += 8
+	}
+	for x < len(p) && p[x] != '"' && p[x] != '\\' {
+		x++
+	}
+	return x
+}
+
 func numberByte(c byte) bool {
 	return isDigit(c) || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
 }
@@ -144,12 +164,14 @@ func (t *jsonTracker) feed(s *scanner, p []byte, off int64) error {
 		case jString:
 			// Run to the next quote or backslash in one loop.
 			start := x
-			for x < len(p) && p[x] != '"' && p[x] != '\\' {
-				x++
-			}
+			x = stringEnd(p, x)
 			if x > start {
 				if t.isKey {
-					t.addKey(p[start:x])
+					if t.keyLen == 0 && x < len(p) && p[x] == '"' && (x-start > 64 || t.lens&(1<<uint(x-start-1)) == 0) {
+						t.keyBad = true // a whole key of a length no name has
+					} else {
+						t.addKey(p[start:x])
+					}
 				} else if t.strFlag && !t.spanOpen {
 					if err := t.open(s, off+int64(start), styleAll); err != nil {
 						return err
