@@ -93,7 +93,7 @@ render() {
 # wait_https PORT waits until the proxy answers GET /json with 200.
 wait_https() {
 	local port=$1 extra=${2:-}
-	for _ in $(seq 1 100); do
+	for _ in $(seq 1 200); do
 		if [ "$(curl -sk -o /dev/null -w '%{http_code}' ${extra:+-H "$extra"} "https://127.0.0.1:$port/json")" = 200 ]; then
 			return 0
 		fi
@@ -201,15 +201,49 @@ rotate() {
 	done
 }
 
+# cpu_ticks PID,PID... prints the user+system CPU ticks the processes used.
+cpu_ticks() {
+	local total=0 p
+	for p in ${1//,/ }; do
+		[ -r "/proc/$p/stat" ] || continue
+		total=$((total + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+	done
+	echo $total
+}
+
+# The proxy's CPU use during a measurement: its share of one core
+# (cpu_util), so the report can state throughput per core used, which the
+# other work on a shared machine does not distort as much as wall-clock
+# throughput.
+measure_start() {
+	MEASURE_PIDS=""
+	[ -n "${PID[$1]:-}" ] && MEASURE_PIDS=$(pids "$1")
+	MEASURE_T0=$(date +%s.%N)
+	MEASURE_C0=$(cpu_ticks "$MEASURE_PIDS")
+}
+
+measure_end() { # ROUND SCENARIO PEER
+	[ -n "$MEASURE_PIDS" ] || return 0
+	local c1 t1
+	c1=$(cpu_ticks "$MEASURE_PIDS")
+	t1=$(date +%s.%N)
+	awk -v r="$1" -v s="$2" -v p="$3" -v c=$((c1 - MEASURE_C0)) -v hz="$CLK_TCK" -v t0="$MEASURE_T0" -v t1="$t1" \
+		'BEGIN { printf "%s\t%s\t%s\tcpu_util\t%.4f\n", r, s, p, (c / hz) / (t1 - t0) }' >>"$WORK/raw.tsv"
+}
+
 run_h1() { # ROUND SCENARIO PEER PATH CONNS [extra wrk args]
 	local out=$WORK/out.$1.$2.$3
+	measure_start "$3"
 	load wrk -t1 -c"$5" -d"${DUR}s" --timeout 10s --latency "${@:6}" "$(url "$3" "$4")" >"$out" 2>&1 || true
+	measure_end "$1" "$2" "${REC_AS:-$3}"
 	record "$1" "$2" "${REC_AS:-$3}" wrk "$out"
 }
 
 run_h2() { # ROUND PEER
 	local out=$WORK/out.$1.s2_h2.$2
+	measure_start "$2"
 	load h2load -t1 -c8 -m8 -D "$DUR" --warm-up-time "$WARM" "$(url "$2" /json)" >"$out" 2>&1 || true
+	measure_end "$1" s2_h2 "$2"
 	record "$1" s2_h2 "$2" h2load "$out"
 }
 
@@ -243,6 +277,7 @@ setup() {
 		[ -x "$ROOT/bin/sealgate" ] || exit 1
 		log "warning: make build failed; measuring the existing bin/sealgate"
 	fi
+	CLK_TCK=$(getconf CLK_TCK)
 	SGBENCH=$WORK/sgbench
 	(cd "$ROOT" && go build -o "$SGBENCH" ./bench/cmd/sgbench)
 	"$SGBENCH" cert -dir "$WORK"
@@ -296,6 +331,7 @@ meta() {
 		echo "- mode: \`$MODE\` ($ROUNDS round(s), ${DUR}s per measurement, warm-up $WARM for h2load and the fixed-rate client; scenario 7 with $IDLE_CONNS connections)"
 		echo "- host: $(hostname), kernel $(uname -r), $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 		echo "- proxy core: $PROXY_CPU; load generators and upstream core: $LOAD_CPU"
+		echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine shows up as spread)"
 		echo "- sealgate: $("$ROOT/bin/sealgate" version 2>/dev/null | head -1) (git $(cd "$ROOT" && git rev-parse --short HEAD)), $(go version | cut -d' ' -f3)"
 		echo "- nginx: $(nginx -v 2>&1 | cut -d/ -f2); HAProxy: $(haproxy -v | head -1 | cut -d' ' -f3); Caddy: $(caddy version | cut -d' ' -f1)"
 		echo "- wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f2); h2load: $(h2load --version | cut -d/ -f2); $(openssl version)"
@@ -332,6 +368,7 @@ scenario6() {
 	GOMAXPROCS=1 taskset -c $PROXY_CPU "$ROOT/bin/sealgate" run --config "$WORK/sealgate-policy.toml" >"$WORK/policy.out" 2>&1 &
 	local pp=$!
 	STARTED+=($pp)
+	PID[sealgate-policy]=$pp
 	if wait_https $POLICY_PORT "X-API-Key: $key"; then
 		local denied
 		denied=$(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$POLICY_PORT/json")
@@ -343,7 +380,13 @@ scenario6() {
 			na s6_policy sealgate "the policy stage did not refuse a request without an API key (status $denied): the route.auth keys are not wired"
 		fi
 	else
-		na s6_policy sealgate "$(last_error "$WORK/policy.out")"
+		local code
+		code=$(curl -sk -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "https://127.0.0.1:$POLICY_PORT/json" || true)
+		if [ "$code" != 000 ]; then
+			na s6_policy sealgate "the policy route answered $code to a request with a valid API key"
+		else
+			na s6_policy sealgate "$(last_error "$WORK/policy.out")"
+		fi
 	fi
 	kill $pp 2>/dev/null || true
 	wait $pp 2>/dev/null || true
@@ -351,12 +394,14 @@ scenario6() {
 	# 6b: sealed requests through the client SDK.
 	local rc=0
 	for r in $(seq 1 "$ROUNDS"); do
+		measure_start sealgate
 		load "$SGBENCH" sealed -url "$(url sealgate /json)" -ca "$WORK/cert.pem" -duration "${DUR}s" -c 64 \
 			-prefix "$r	s6_sealed	sealgate" >>"$WORK/raw.tsv" 2>"$WORK/sealed.err" || rc=$?
 		if [ $rc -ne 0 ]; then
 			na s6_sealed sealgate "$(tail -1 "$WORK/sealed.err" | sed 's/^sealed requests: //' | cut -c1-240)"
 			break
 		fi
+		measure_end "$r" s6_sealed sealgate
 	done
 
 	# 6c: an eBPF-steered port.
@@ -364,6 +409,7 @@ scenario6() {
 	GOMAXPROCS=1 taskset -c $PROXY_CPU "$ROOT/bin/sealgate" run --config "$WORK/sealgate-steer.toml" >"$WORK/steer.out" 2>&1 &
 	local sp=$!
 	STARTED+=($sp)
+	PID[sealgate-steered]=$sp
 	if wait_https $STEER_LISTEN; then
 		if wait_https $STEER_PORT; then
 			PORT[sealgate-steered]=$STEER_PORT
@@ -477,6 +523,7 @@ main() {
 		stop "$p"
 	done
 	log "measured in $((SECONDS - t0))s"
+	echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg); measured in $((SECONDS - t0))s" >>"$WORK/meta.md"
 	local stem
 	stem=$RESULTS/$(date -u +%Y-%m-%d)-$(hostname)
 	[ "$MODE" = quick ] && stem=$stem-quick

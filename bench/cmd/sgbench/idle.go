@@ -111,6 +111,7 @@ func cmdIdle(args []string) error {
 		{"rss_mib", float64(after) / (1 << 20)},
 		{"rss_base_mib", float64(before) / (1 << 20)},
 		{"kib_per_conn", float64(after-before) / 1024 / float64(*n)},
+		{"conns", float64(*n)},
 	})
 }
 

@@ -40,7 +40,7 @@ var scenarios = []Scenario{
 	{ID: "s6_policy", Title: "6a. sealgate policy (API key, rate limit) + DLP redact (wrk)", Metric: "rps", Unit: "req/s", Latency: true},
 	{ID: "s6_sealed", Title: "6b. sealgate sealed requests (Go client SDK, h2)", Metric: "rps", Unit: "req/s", Latency: true},
 	{ID: "s6_steered", Title: "6c. sealgate through an eBPF-steered port (wrk)", Metric: "rps", Unit: "req/s", Latency: true},
-	{ID: "s7_idle", Title: "7. memory with 10,000 idle keep-alive TLS conns", Metric: "rss_mib", Unit: "MiB PSS", Lower: true},
+	{ID: "s7_idle", Title: "7. memory with idle keep-alive TLS conns", Metric: "rss_mib", Unit: "MiB PSS", Lower: true},
 }
 
 var proxyOrder = []string{"upstream", "nginx", "haproxy", "caddy", "sealgate"}
@@ -156,11 +156,27 @@ func (r results) added(scen, proxy, metric string) map[int]float64 {
 
 // ratios returns, per round, the proxy's metric over nginx's.
 func (r results) ratios(scen, proxy, metric string) map[int]float64 {
-	ng := r.values(scen, "nginx", metric)
+	return ratiosOf(r.values(scen, proxy, metric), r.values(scen, "nginx", metric))
+}
+
+func ratiosOf(peer, nginx map[int]float64) map[int]float64 {
+	out := map[int]float64{}
+	for round, v := range peer {
+		if n, ok := nginx[round]; ok && n != 0 {
+			out[round] = v / n
+		}
+	}
+	return out
+}
+
+// perCore returns, per round, the metric divided by the share of one core
+// the proxy's processes used during the measurement: throughput per core.
+func (r results) perCore(scen, proxy, metric string) map[int]float64 {
+	util := r.values(scen, proxy, "cpu_util")
 	out := map[int]float64{}
 	for round, v := range r.values(scen, proxy, metric) {
-		if n, ok := ng[round]; ok && n != 0 {
-			out[round] = v / n
+		if u, ok := util[round]; ok && u > 0 {
+			out[round] = v / u
 		}
 	}
 	return out
@@ -195,12 +211,12 @@ func fmtSpread(f figure) string {
 
 // writeTable writes the markdown results table.
 func writeTable(w io.Writer, r results, na map[string]map[string]string) {
-	fmt.Fprintln(w, "| Scenario | Proxy | Median | Unit | Spread (min–max) | Ratio to nginx (median, min–max) | p50 ms | p99 ms | p99.9 ms | Errors |")
-	fmt.Fprintln(w, "|---|---|---:|---|---|---|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| Scenario | Proxy | Median | Unit | Spread (min–max) | Ratio to nginx (median, min–max) | Proxy CPU (cores) | Per core | Per-core ratio to nginx | p50 ms | p99 ms | p99.9 ms | Errors |")
+	fmt.Fprintln(w, "|---|---|---:|---|---|---|---:|---:|---|---:|---:|---:|---:|")
 	for _, s := range scenarios {
 		for _, p := range proxyOrder {
 			if reason, ok := na[s.ID][p]; ok {
-				fmt.Fprintf(w, "| %s | %s | not available: %s | | | | | | | |\n", s.Title, p, reason)
+				fmt.Fprintf(w, "| %s | %s | not available: %s | | | | | | | | | | |\n", s.Title, p, reason)
 				continue
 			}
 			if r[s.ID][p] == nil {
@@ -229,7 +245,18 @@ func writeTable(w io.Writer, r results, na map[string]map[string]string) {
 			}
 			if s.ID == "s7_idle" {
 				if f := summarize(r.values(s.ID, p, "kib_per_conn")); f.ok {
-					unit = fmt.Sprintf("MiB PSS (%.1f KiB/conn)", f.med)
+					unit = fmt.Sprintf("MiB PSS with %.0f conns (%.1f KiB/conn over the idle process)", summarize(r.values(s.ID, p, "conns")).med, f.med)
+				}
+			}
+			util, perCore, perCoreRatio := "–", "–", "–"
+			if f := summarize(r.values(s.ID, p, "cpu_util")); f.ok && !s.Added {
+				util = fmtNum(f.med)
+				pc := r.perCore(s.ID, p, s.Metric)
+				perCore = fmtFig(summarize(pc))
+				if p == "nginx" {
+					perCoreRatio = "1"
+				} else if f := summarize(ratiosOf(pc, r.perCore(s.ID, "nginx", s.Metric))); f.ok {
+					perCoreRatio = fmt.Sprintf("%.2f (%.2f–%.2f)", f.med, f.min, f.max)
 				}
 			}
 			errs := summarize(r.values(s.ID, p, "errors"))
@@ -239,8 +266,8 @@ func writeTable(w io.Writer, r results, na map[string]map[string]string) {
 				}
 				return fmtFig(f)
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-				s.Title, p, fmtFig(head), unit, fmtSpread(head), ratio, lat(p50), lat(p99), lat(p999), fmtFig(errs))
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+				s.Title, p, fmtFig(head), unit, fmtSpread(head), ratio, util, perCore, perCoreRatio, lat(p50), lat(p99), lat(p999), fmtFig(errs))
 		}
 	}
 }
@@ -372,7 +399,7 @@ func cmdReport(args []string) error {
 		fmt.Fprintf(&page, "![chart](%s)\n\n", baseName(*png))
 	}
 	page.Write(table.Bytes())
-	page.WriteString("\nMedian over rounds; spread is min–max over rounds; ratios to nginx are computed per round, then the median (min–max) is shown. Scenario 5 latency is the proxy's percentile minus the upstream's percentile measured alone in the same round. Memory is PSS summed over the proxy's processes.\n\n")
+	page.WriteString("\nMedian over rounds; spread is min–max over rounds; ratios to nginx are computed per round, then the median (min–max) is shown. Proxy CPU is the share of one core the proxy's processes used during the measurement (from /proc/PID/stat); per core is the figure divided by it — the cost measure that other load on a shared machine distorts least. Scenario 5 latency is the proxy's percentile minus the upstream's percentile measured alone in the same round. Memory is PSS summed over the proxy's processes.\n\n")
 	if *meta != "" {
 		if b, err := os.ReadFile(*meta); err == nil {
 			page.Write(b)

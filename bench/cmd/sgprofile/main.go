@@ -43,6 +43,7 @@ func run() error {
 	dur := flag.Duration("duration", 10*time.Second, "profile this long, then serve on until SIGTERM")
 	cpuOut := flag.String("cpuprofile", "", "CPU profile output")
 	allocOut := flag.String("allocprofile", "", "allocation profile output")
+	heapOut := flag.String("heapprofile", "", "in-use heap profile output, written at the end of -duration with the stack and heap sizes on stderr")
 	flag.Parse()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -106,8 +107,31 @@ func run() error {
 			return err
 		}
 	}
+	if *heapOut != "" {
+		if err := writeHeap(*heapOut); err != nil {
+			return err
+		}
+	}
 	if !stopped {
 		<-sig
 	}
+	return nil
+}
+
+// writeHeap writes the in-use heap profile and reports where the process's
+// memory is: goroutine stacks, heap objects, and the goroutine count.
+func writeHeap(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		return err
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Fprintf(os.Stderr, "sgprofile: goroutines %d, stacks in use %d KiB, heap in use %d KiB, heap objects %d, GC cycles %d\n",
+		runtime.NumGoroutine(), ms.StackInuse>>10, ms.HeapInuse>>10, ms.HeapObjects, ms.NumGC)
 	return nil
 }
