@@ -10,8 +10,8 @@
 # seconds (default 180). Settings: ROUNDS DURATION WORKERS WARMUP XDP_ROUNDS XDP_DURATION (environment).
 set -euo pipefail
 
-ROUNDS=${ROUNDS:-11}
-DURATION=${DURATION:-1500ms}
+ROUNDS=${ROUNDS:-25}
+DURATION=${DURATION:-600ms}
 WARMUP=${WARMUP:-1s}
 WORKERS=${WORKERS:-16}
 XDP_ROUNDS=${XDP_ROUNDS:-3}
@@ -66,6 +66,7 @@ left() {
 	echo "$s"
 }
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== building" >&2
 cd "$ROOT"
 timeout "$(left)" go build -o "$WORK/connrate" ./bench/steer/cmd/connrate
@@ -151,7 +152,7 @@ OUT="$RESULTS/$DATE-$HOST.md"
 	echo "Command: \`sudo bench/steer/run.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP WORKERS=$WORKERS XDP_ROUNDS=$XDP_ROUNDS XDP_DURATION=$XDP_DURATION), $SECONDS s in all."
 	echo
 	echo "- Kernel: $(uname -srm)"
-	echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores; load average before the report: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores; load average (1, 5, 15 min) at the start: $LOAD_BEFORE, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "- Go: $(go env GOVERSION); commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 	echo "- iptables: $(iptables -V)"
 	echo
@@ -177,8 +178,10 @@ OUT="$RESULTS/$DATE-$HOST.md"
 	echo "end of each phase (max over rounds; entries of reset connections live 10 s): 0 means the"
 	echo "path's connections were not tracked."
 	echo "$ROUNDS rounds of $DURATION per path after a $WARMUP warm-up of each, the order rotating every round;"
-	echo "median over rounds, spread = (max − min) / median, ratios to direct computed per round, then"
-	echo "the median (min–max). Latency (µs) is connect → close, over all rounds."
+	echo "median over rounds, spread = (max − min) / median, ratios to direct computed per round (phases"
+	echo "seconds apart, so background load drifts less between them), then their median (p25–p75;"
+	echo "min–max). Short phases and many rounds because the machine is shared: the ratios are the"
+	echo "figures to read, not the absolute rates. Latency (µs) is connect → close, over all rounds."
 	echo
 	cat "$WORK/connrate.md"
 	echo

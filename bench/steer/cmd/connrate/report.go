@@ -18,6 +18,8 @@ type summary struct {
 	RatioMed   float64 `json:"ratio_to_direct_median"`
 	RatioMin   float64 `json:"ratio_to_direct_min"`
 	RatioMax   float64 `json:"ratio_to_direct_max"`
+	RatioP25   float64 `json:"ratio_to_direct_p25"`
+	RatioP75   float64 `json:"ratio_to_direct_p75"`
 	P50        float64 `json:"p50_us"`
 	P99        float64 `json:"p99_us"`
 	Errors     int64   `json:"errors"`
@@ -62,6 +64,7 @@ func summarize(paths []path, phases []*phase) []summary {
 		s.Median, s.Min, s.Max = median(rates), slices.Min(rates), slices.Max(rates)
 		if len(ratios) > 0 {
 			s.RatioMed, s.RatioMin, s.RatioMax = median(ratios), slices.Min(ratios), slices.Max(ratios)
+			s.RatioP25, s.RatioP75 = quantile(ratios, 0.25), quantile(ratios, 0.75)
 		}
 		slices.Sort(lat)
 		s.P50 = us(percentile(lat, 0.50))
@@ -85,6 +88,22 @@ func median(xs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
+// quantile returns the q-quantile (0..1) of xs by linear interpolation between closest ranks; 0 for
+// none.
+func quantile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	pos := q * float64(len(s)-1)
+	i := int(pos)
+	if i >= len(s)-1 {
+		return s[len(s)-1]
+	}
+	return s[i] + (pos-float64(i))*(s[i+1]-s[i])
+}
+
 // percentile returns the q-quantile (0..1) of sorted by nearest rank; 0 for none.
 func percentile(sorted []time.Duration, q float64) time.Duration {
 	if len(sorted) == 0 {
@@ -99,7 +118,7 @@ func us(d time.Duration) float64 { return float64(d) / 1e3 }
 
 // writeTable prints the summaries as a Markdown table.
 func writeTable(w io.Writer, rep []summary) {
-	fmt.Fprintln(w, "| Path | Address | Median conn/s | Min–max conn/s | Spread | Ratio to direct (median, min–max) | p50 µs | p99 µs | Conntrack entries (max at phase end) | Errors |")
+	fmt.Fprintln(w, "| Path | Address | Median conn/s | Min–max conn/s | Spread | Ratio to direct: median (p25–p75; min–max) | p50 µs | p99 µs | Conntrack entries (max at phase end) | Errors |")
 	fmt.Fprintln(w, "|---|---|---:|---:|---:|---|---:|---:|---:|---:|")
 	for _, s := range rep {
 		spread := 0.0
@@ -110,7 +129,7 @@ func writeTable(w io.Writer, rep []summary) {
 		if s.Conntrack >= 0 {
 			ct = fmt.Sprint(s.Conntrack)
 		}
-		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f–%.0f | %.1f%% | %.3f (%.3f–%.3f) | %.0f | %.0f | %s | %d |\n",
-			s.Path, s.Addr, s.Median, s.Min, s.Max, spread, s.RatioMed, s.RatioMin, s.RatioMax, s.P50, s.P99, ct, s.Errors)
+		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f–%.0f | %.1f%% | %.3f (%.3f–%.3f; %.3f–%.3f) | %.0f | %.0f | %s | %d |\n",
+			s.Path, s.Addr, s.Median, s.Min, s.Max, spread, s.RatioMed, s.RatioP25, s.RatioP75, s.RatioMin, s.RatioMax, s.P50, s.P99, ct, s.Errors)
 	}
 }
