@@ -284,9 +284,21 @@ var palette = map[string]color.Color{
 // scenario-1 latency per proxy, side by side.
 func writeChart(path string, r results) error {
 	peers := []string{"nginx", "haproxy", "caddy", "sealgate"}
+	// Per-core ratios when the run measured the proxies' CPU (they hold up
+	// on a busy machine), wall-clock ratios otherwise.
+	ratio := func(id, p, metric string) float64 {
+		if pc := r.perCore(id, p, metric); len(pc) > 0 {
+			return median(list(ratiosOf(pc, r.perCore(id, "nginx", metric))))
+		}
+		return median(list(r.ratios(id, p, metric)))
+	}
 	left := plot.New()
-	left.Title.Text = "Throughput relative to nginx (median of rounds)"
+	left.Title.Text = "Throughput relative to nginx (median of per-round ratios)"
 	left.Y.Label.Text = "ratio to nginx"
+	if len(r.values("s1_h1", "nginx", "cpu_util")) > 0 {
+		left.Title.Text = "Throughput per core relative to nginx (median of per-round ratios)"
+		left.Y.Label.Text = "per-core ratio to nginx"
+	}
 	keys := []struct{ id, metric, label string }{{"s1_h1", "rps", "1 h1 req/s"}, {"s2_h2", "rps", "2 h2 req/s"}, {"s3_newconn", "rps", "3 handshakes/s"}, {"s4_bulk", "mbps", "4 1MiB MB/s"}}
 	w := vg.Points(12)
 	for i, p := range peers {
@@ -298,7 +310,7 @@ func writeChart(path string, r results) error {
 				}
 				continue
 			}
-			vals[j] = median(list(r.ratios(k.id, p, k.metric)))
+			vals[j] = ratio(k.id, p, k.metric)
 		}
 		bars, err := plotter.NewBarChart(vals, w)
 		if err != nil {
@@ -316,6 +328,8 @@ func writeChart(path string, r results) error {
 	}
 	left.NominalX(labels...)
 	left.Legend.Top = true
+	left.Y.Min = 0
+	left.Y.Max *= 1.25 // room for the legend
 
 	right := plot.New()
 	right.Title.Text = "Scenario 1 latency (wrk, 64 conns)"
@@ -337,6 +351,8 @@ func writeChart(path string, r results) error {
 	}
 	right.NominalX(peers...)
 	right.Legend.Top = true
+	right.Y.Min = 0
+	right.Y.Max *= 1.15
 
 	img := vgimg.New(12*vg.Inch, 5*vg.Inch)
 	dc := draw.New(img)
