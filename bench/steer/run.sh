@@ -43,7 +43,13 @@ TX=sgsteer-tx-$TAG
 SERVE_PID=
 
 cleanup() {
+	local status=$?
 	set +e
+	if [ "$status" = 124 ]; then
+		echo "bench/steer: a step ran out of the ${BUDGET}s budget; raise BUDGET or lower ROUNDS/DURATION" >&2
+	elif [ "$status" != 0 ]; then
+		echo "bench/steer: failed (status $status); namespaces and mounts removed" >&2
+	fi
 	if [ -n "$SERVE_PID" ]; then
 		kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null
 	fi
