@@ -13,9 +13,14 @@ func (s *scanner) scanRange(b []byte, i, lim int, final bool) (int, bool, error)
 	if s.scalarOnly {
 		return s.scanRangeScalar(b, i, lim, final)
 	}
+	wend := min(lim, wideEnd(b))
 	for i+8 <= lim {
-		m := candMask(b, i)
-		if m == 0 {
+		var m uint64
+		if i+8 <= wend {
+			if i, m = nextWide(b, i, wend); m == 0 {
+				continue
+			}
+		} else if m = candMask(b, i); m == 0 {
 			i += 8
 			continue
 		}

@@ -1,0 +1,122 @@
+package dlp
+
+// The wide pre-filter: where sixteen bytes from a block onwards are known,
+// candidate positions are found from the block's own classes and those of the
+// next eight bytes, so nearly every block of ordinary JSON is passed over
+// with one word of arithmetic and no branch taken.
+
+// Classes for wideMask, one bit each.
+const (
+	wWord   = 1 << iota // A-Z a-z 0-9 _
+	wDigit              // 0-9
+	wUpper              // A-Z
+	wFirst              // e g x s r A: first letters of the token prefixes
+	wSecond             // y h l i o k K S I: their second letters
+	wDash               // -
+	wAtPlus             // @ +
+	wIssuer             // 2-6: first digits of the card issuers
+)
+
+var clsW = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		var v uint8
+		if cls[c]&cWord != 0 {
+			v |= wWord
+		}
+		if isDigit(b) {
+			v |= wDigit
+		}
+		if isUpper(b) {
+			v |= wUpper
+		}
+		switch b {
+		case 'e', 'g', 'x', 's', 'r', 'A':
+			v |= wFirst
+		case 'y', 'h', 'l', 'i', 'o', 'k', 'K', 'S', 'I':
+			v |= wSecond
+		case '-':
+			v |= wDash
+		case '@', '+':
+			v |= wAtPlus
+		}
+		if b >= '2' && b <= '6' {
+			v |= wIssuer
+		}
+		t[c] = v
+	}
+	return t
+}()
+
+// classWord packs the classes of b[0:8], one byte each.
+func classWord(b []byte) uint64 {
+	w := b[:8:8]
+	return uint64(clsW[w[0]]) | uint64(clsW[w[1]])<<8 | uint64(clsW[w[2]])<<16 | uint64(clsW[w[3]])<<24 |
+		uint64(clsW[w[4]])<<32 | uint64(clsW[w[5]])<<40 | uint64(clsW[w[6]])<<48 | uint64(clsW[w[7]])<<56
+}
+
+// wideEnd returns the end of the region in which wideMask may replace
+// candMask for b: blocks must be followed by eight more bytes, and must stop
+// before a digit run that reaches the last three bytes of b, because tryAt
+// hands such a run to the validators whatever its digits (they may need the
+// bytes after it). A run longer than 24 digits is never a card or an SSN, so
+// only that much is looked at.
+func wideEnd(b []byte) int {
+	n := len(b)
+	e := n - 4
+	for e >= 0 && e > n-4-24 && isDigit(b[e]) {
+		e--
+	}
+	return min(e+1, n-8)
+}
+
+// nextWide returns the first block start q >= i with q+8 <= end whose
+// wideMask is not zero, and that mask; with no such block it returns a q
+// with q+8 > end and 0. The caller guarantees end <= wideEnd(b).
+//
+// The mask is a superset of the positions where tokenCandidate holds and
+// tryAt's prefilter passes when the next sixteen bytes are known:
+//   - a digit at a token start followed by two digits and a dash (SSN), or
+//     a 2-6 followed by three digits, any byte, and three digits (a card:
+//     thirteen or more digits, or a group of four and a group of three);
+//   - at a token start, two upper-case letters and two digits (IBAN), or one
+//     of the letter pairs that begin a token prefix (AK AS AI ey gh gl gi xo
+//     sk rk, and a few more pairs of the same letters);
+//   - two dashes (PEM), '@' (e-mail) and '+' (phone) anywhere.
+func nextWide(b []byte, i, end int) (int, uint64) {
+	const ones = 0x0101010101010101
+	q := i
+	if q+8 > end {
+		return q, 0
+	}
+	var carry uint64 // classes of b[q-1] in the top byte
+	if q > 0 {
+		carry = uint64(clsW[b[q-1]]) << 56
+	}
+	v := classWord(b[q:])
+	for {
+		vn := classWord(b[q+8:])
+		n1 := v>>8 | vn<<56
+		n2 := v>>16 | vn<<48
+		n3 := v>>24 | vn<<40
+		tok := ^(v<<8 | carry>>56) & (ones * wWord) // the previous byte is not a word byte
+		r3 := v & n1 & n2                           // wDigit: three digits
+		r3n := vn & (vn >> 8) & (vn >> 16)
+		r5 := r3>>40 | r3n<<24 // wDigit: three digits from k+5
+		dig := r3 & (n3>>4 | (v>>6)&n3&r5) & (ones * wDigit)
+		iban := v & n1 & (n2 << 1) & (n3 << 1) & (ones * wUpper)
+		pair := v & (n1 >> 1) & (ones * wFirst)
+		dash := v & n1 & (ones * wDash)
+		at := v & (ones * wAtPlus)
+		all := (dig>>1|iban>>2|pair>>3)&tok | dash>>5 | at>>6 // bit 0 of each byte
+		if all != 0 {
+			return q, all * 0x0102040810204080 >> 56
+		}
+		q += 8
+		if q+8 > end {
+			return q, 0
+		}
+		carry = v
+		v = vn
+	}
+}
