@@ -77,9 +77,9 @@ func wideEnd(b []byte) int {
 // The mask is a superset of the positions where tokenCandidate holds and
 // tryAt's prefilter passes when the next sixteen bytes are known:
 //   - a digit at a token start followed by two digits and a dash (SSN), or
-//     a 2-6 followed by three digits, any byte, and three digits (a card:
-//     thirteen or more digits, or a group of four and a group of three);
-//   - at a token start, two upper-case letters and two digits (IBAN), or one
+//     a 2-6 followed by three digits and, three bytes later, a digit (a
+//     card: thirteen or more digits, or a group of four and a group of three);
+//   - at a token start, two upper-case letters and a digit (IBAN), or one
 //     of the letter pairs that begin a token prefix (AK AS AI ey gh gl gi xo
 //     sk rk, and a few more pairs of the same letters);
 //   - two dashes (PEM), '@' (e-mail) and '+' (phone) anywhere.
@@ -89,34 +89,31 @@ func nextWide(b []byte, i, end int) (int, uint64) {
 	if q+8 > end {
 		return q, 0
 	}
-	var carry uint64 // classes of b[q-1] in the top byte
+	var pv uint64 // classes of b[q-1]
 	if q > 0 {
-		carry = uint64(clsW[b[q-1]]) << 56
+		pv = uint64(clsW[b[q-1]])
 	}
 	v := classWord(b[q:])
 	for {
 		vn := classWord(b[q+8:])
-		n1 := v>>8 | vn<<56
+		n1 := v>>8 | vn<<56 // byte k: classes of byte k+1
 		n2 := v>>16 | vn<<48
 		n3 := v>>24 | vn<<40
-		tok := ^(v<<8 | carry>>56) & (ones * wWord) // the previous byte is not a word byte
-		r3 := v & n1 & n2                           // wDigit: three digits
-		r3n := vn & (vn >> 8) & (vn >> 16)
-		r5 := r3>>40 | r3n<<24 // wDigit: three digits from k+5
-		dig := r3 & (n3>>4 | (v>>6)&n3&r5) & (ones * wDigit)
-		iban := v & n1 & (n2 << 1) & (n3 << 1) & (ones * wUpper)
-		pair := v & (n1 >> 1) & (ones * wFirst)
-		dash := v & n1 & (ones * wDash)
-		at := v & (ones * wAtPlus)
-		all := (dig>>1|iban>>2|pair>>3)&tok | dash>>5 | at>>6 // bit 0 of each byte
+		n7 := v>>56 | vn<<8
+		dig := v & n1 & n2 & (n3>>4 | (v>>6)&n3&n7) & (ones * wDigit) // on wDigit
+		iban := v & n1 & (n2 << 1) & (ones * wUpper)                  // on wUpper
+		pair := v & (n1 >> 1) & (ones * wFirst)                       // on wFirst
+		word := ((v<<8 | pv) & (ones * wWord)) * 0xff                 // 0xff where the previous byte is a word byte
+		all := (dig|iban|pair)&^word | v&n1&(ones*wDash) | v&(ones*wAtPlus)
 		if all != 0 {
-			return q, all * 0x0102040810204080 >> 56
+			nz := ((all&(ones*0x7f) + ones*0x7f) | all) & (ones * 0x80) >> 7
+			return q, nz * 0x0102040810204080 >> 56
 		}
 		q += 8
 		if q+8 > end {
 			return q, 0
 		}
-		carry = v
+		pv = v >> 56
 		v = vn
 	}
 }
