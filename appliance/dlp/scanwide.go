@@ -49,8 +49,10 @@ var clsW = func() (t [256]uint8) {
 }()
 
 // classWord packs the classes of b[0:8], one byte each.
-func classWord(b []byte) uint64 {
-	w := b[:8:8]
+func classWord(b []byte) uint64 { return classWord8((*[8]byte)(b)) }
+
+// classWord8 is classWord of an array, with no bounds checks.
+func classWord8(w *[8]byte) uint64 {
 	return uint64(clsW[w[0]]) | uint64(clsW[w[1]])<<8 | uint64(clsW[w[2]])<<16 | uint64(clsW[w[3]])<<24 |
 		uint64(clsW[w[4]])<<32 | uint64(clsW[w[5]])<<40 | uint64(clsW[w[6]])<<48 | uint64(clsW[w[7]])<<56
 }
@@ -85,17 +87,17 @@ func wideEnd(b []byte) int {
 //   - two dashes (PEM), '@' (e-mail) and '+' (phone) anywhere.
 func nextWide(b []byte, i, end int) (int, uint64) {
 	const ones = 0x0101010101010101
-	q := i
-	if q+8 > end {
-		return q, 0
+	if i+8 > end {
+		return i, 0
 	}
 	var pv uint64 // classes of b[q-1]
-	if q > 0 {
-		pv = uint64(clsW[b[q-1]])
+	if i > 0 {
+		pv = uint64(clsW[b[i-1]])
 	}
-	v := classWord(b[q:])
-	for {
-		vn := classWord(b[q+8:])
+	p := b[i : end+8] // the blocks and the look-ahead of the last one
+	v := classWord8((*[8]byte)(p))
+	for len(p) >= 16 {
+		vn := classWord8((*[8]byte)(p[8:16]))
 		n1 := v>>8 | vn<<56 // byte k: classes of byte k+1
 		n2 := v>>16 | vn<<48
 		n3 := v>>24 | vn<<40
@@ -107,13 +109,11 @@ func nextWide(b []byte, i, end int) (int, uint64) {
 		all := (dig|iban|pair)&^word | v&n1&(ones*wDash) | v&(ones*wAtPlus)
 		if all != 0 {
 			nz := ((all&(ones*0x7f) + ones*0x7f) | all) & (ones * 0x80) >> 7
-			return q, nz * 0x0102040810204080 >> 56
-		}
-		q += 8
-		if q+8 > end {
-			return q, 0
+			return end + 8 - len(p), nz * 0x0102040810204080 >> 56
 		}
 		pv = v >> 56
 		v = vn
+		p = p[8:]
 	}
+	return end + 8 - len(p), 0
 }
