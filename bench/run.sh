@@ -331,7 +331,7 @@ meta() {
 		echo "- mode: \`$MODE\` ($ROUNDS round(s), ${DUR}s per measurement, warm-up $WARM for h2load and the fixed-rate client; scenario 7 with $IDLE_CONNS connections)"
 		echo "- host: $(hostname), kernel $(uname -r), $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 		echo "- proxy core: $PROXY_CPU; load generators and upstream core: $LOAD_CPU"
-		echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine shows up as spread)"
+		echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg); at end: @LOADEND@ (other work on the machine shows up as spread)"
 		echo "- sealgate: $("$ROOT/bin/sealgate" version 2>/dev/null | head -1) (git $(cd "$ROOT" && git rev-parse --short HEAD)), $(go version | cut -d' ' -f3)"
 		echo "- nginx: $(nginx -v 2>&1 | cut -d/ -f2); HAProxy: $(haproxy -v | head -1 | cut -d' ' -f3); Caddy: $(caddy version | cut -d' ' -f1)"
 		echo "- wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f2); h2load: $(h2load --version | cut -d/ -f2); $(openssl version)"
@@ -360,6 +360,13 @@ meta() {
 }
 
 scenario6() {
+	# The steered instance starts now so its start-up overlaps 6a and 6b.
+	render "$TEMPLATES/sealgate-steer.toml" "$WORK/sealgate-steer.toml" "PORT=$STEER_LISTEN" "STEERPORT=$STEER_PORT"
+	GOMAXPROCS=1 taskset -c $PROXY_CPU "$ROOT/bin/sealgate" run --config "$WORK/sealgate-steer.toml" >"$WORK/steer.out" 2>&1 &
+	local sp=$!
+	STARTED+=($sp)
+	PID[sealgate-steered]=$sp
+
 	# 6a: policy pipeline and DLP.
 	local key sum out
 	key=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -404,12 +411,7 @@ scenario6() {
 		measure_end "$r" s6_sealed sealgate
 	done
 
-	# 6c: an eBPF-steered port.
-	render "$TEMPLATES/sealgate-steer.toml" "$WORK/sealgate-steer.toml" "PORT=$STEER_LISTEN" "STEERPORT=$STEER_PORT"
-	GOMAXPROCS=1 taskset -c $PROXY_CPU "$ROOT/bin/sealgate" run --config "$WORK/sealgate-steer.toml" >"$WORK/steer.out" 2>&1 &
-	local sp=$!
-	STARTED+=($sp)
-	PID[sealgate-steered]=$sp
+	# 6c: an eBPF-steered port (started above).
 	if wait_https $STEER_LISTEN; then
 		if wait_https $STEER_PORT; then
 			PORT[sealgate-steered]=$STEER_PORT
@@ -523,7 +525,7 @@ main() {
 		stop "$p"
 	done
 	log "measured in $((SECONDS - t0))s"
-	echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg); measured in $((SECONDS - t0))s" >>"$WORK/meta.md"
+	sed -i "s|@LOADEND@|$(cut -d' ' -f1-3 /proc/loadavg); measured in $((SECONDS - t0))s|" "$WORK/meta.md"
 	local stem
 	stem=$RESULTS/$(date -u +%Y-%m-%d)-$(hostname)
 	[ "$MODE" = quick ] && stem=$stem-quick
