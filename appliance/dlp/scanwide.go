@@ -100,13 +100,15 @@ func nextWide(b []byte, i, end int) (int, uint64) {
 		vn := classWord8((*[8]byte)(p[8:16]))
 		n1 := v>>8 | vn<<56 // byte k: classes of byte k+1
 		n2 := v>>16 | vn<<48
+		x := v & n1
+		all := x&(ones*wDash) | v&(ones*wAtPlus) // "--", '@', '+'
+		tok := x & (n2 << 1) & (ones * wUpper)   // IBAN, on wUpper
+		d := x & n2                              // three digits, on wDigit
 		n3 := v>>24 | vn<<40
 		n7 := v>>56 | vn<<8
-		dig := v & n1 & n2 & (n3>>4 | (v>>6)&n3&n7) & (ones * wDigit) // on wDigit
-		iban := v & n1 & (n2 << 1) & (ones * wUpper)                  // on wUpper
-		pair := v & (n1 >> 1) & (ones * wFirst)                       // on wFirst
-		word := ((v<<8 | pv) & (ones * wWord)) * 0xff                 // 0xff where the previous byte is a word byte
-		all := (dig|iban|pair)&^word | v&n1&(ones*wDash) | v&(ones*wAtPlus)
+		d &= n3>>4 | (v>>6)&n3&n7                             // then a dash, or an issuer digit and digits at k+3 and k+7
+		tok |= d&(ones*wDigit) | v&(n1>>1)&(ones*wFirst)      // and letter pairs, on wFirst
+		all |= tok &^ (((v<<8 | pv) & (ones * wWord)) * 0xff) // at a token start
 		if all != 0 {
 			nz := ((all&(ones*0x7f) + ones*0x7f) | all) & (ones * 0x80) >> 7
 			return end + 8 - len(p), nz * 0x0102040810204080 >> 56
