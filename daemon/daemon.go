@@ -107,6 +107,7 @@ func New(o Options) (*Daemon, error) {
 	}
 	d.reg = d.metrics.Registry
 	d.registerDaemonMetrics()
+	setMemoryLimit(d.log)
 	var access *slog.Logger
 	if cfg.Daemon.AccessLog == "stdout" {
 		access = log.With("log", "access")
