@@ -3,7 +3,6 @@ module github.com/sealgate/sealgate
 go 1.26.0
 
 require (
-	github.com/BurntSushi/toml v1.6.0
 	github.com/andybalholm/brotli v1.3.0
 	github.com/cilium/ebpf v0.22.0
 	github.com/corazawaf/coraza-coreruleset/v4 v4.25.0
