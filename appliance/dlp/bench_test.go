@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -47,7 +49,10 @@ func (discardSink) emit([]byte) error                   { return nil }
 func (discardSink) found(Kind, secretType, int64) error { return nil }
 
 func benchScanner(b *testing.B, cfg Config, chunk int, scalar ...bool) {
-	body := mixedJSON(1<<20, 10)
+	benchScannerBody(b, mixedJSON(1<<20, 10), cfg, chunk, scalar...)
+}
+
+func benchScannerBody(b *testing.B, body []byte, cfg Config, chunk int, scalar ...bool) {
 	cc := mustCompile(b, cfg)
 	var s scanner
 	b.SetBytes(int64(len(body)))
@@ -79,6 +84,30 @@ func BenchmarkScanner(b *testing.B) {
 		benchScanner(b, Config{Action: "redact", JSONFields: []string{"password", "national_id", "ssn"}}, 32<<10)
 	})
 	b.Run("all detectors/writes of 1KiB", func(b *testing.B) { benchScanner(b, Config{Action: "redact"}, 1<<10) })
+	b.Run("all detectors/clean corpus", func(b *testing.B) {
+		benchScannerBody(b, cleanCorpus(b), Config{Action: "redact"}, 32<<10)
+	})
+	b.Run("all detectors/clean corpus, byte loop", func(b *testing.B) {
+		benchScannerBody(b, cleanCorpus(b), Config{Action: "redact"}, 32<<10, true)
+	})
+}
+
+// cleanCorpus is every file of testdata/clean (JSON, NDJSON, CSV, HTML and
+// text; no finding) concatenated, one newline between files.
+func cleanCorpus(b *testing.B) []byte {
+	files, err := filepath.Glob(filepath.Join("testdata", "clean", "*"))
+	if err != nil || len(files) == 0 {
+		b.Fatalf("corpus: %v (%d files)", err, len(files))
+	}
+	var body []byte
+	for _, f := range files {
+		p, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		body = append(append(body, p...), '\n')
+	}
+	return body
 }
 
 // discardWriter is a ResponseWriter that drops the body.
