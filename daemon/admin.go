@@ -208,3 +208,19 @@ func (a *adminServer) close(ctx context.Context) {
 		a.srv.Shutdown(ctx)
 	}
 }
+
+// lookupGID returns the gid of group, or -1 when it does not exist.
+func lookupGID(group string) int {
+	if group == "" {
+		return -1
+	}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return -1
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return -1
+	}
+	return gid
+}

@@ -198,12 +198,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.stopExtensions()
 		return err
 	}
-	ln, gid, err := listenAdmin(cfg.Daemon.AdminSocket, cfg.Daemon.AdminGroup)
+	sockGroup := cfg.Daemon.AdminGroup
+	if cfg.Daemon.ReadGroup != "" {
+		sockGroup = cfg.Daemon.ReadGroup
+	}
+	ln, _, err := listenAdmin(cfg.Daemon.AdminSocket, sockGroup)
 	for i := 0; err != nil && handed != nil && i < 100; i++ {
 		// The predecessor is still closing its admin socket.
 		time.Sleep(100 * time.Millisecond)
-		ln, gid, err = listenAdmin(cfg.Daemon.AdminSocket, cfg.Daemon.AdminGroup)
+		ln, _, err = listenAdmin(cfg.Daemon.AdminSocket, sockGroup)
 	}
+	gid := lookupGID(cfg.Daemon.AdminGroup)
 	if err != nil {
 		d.engine.Shutdown(context.Background())
 		d.stopExtensions()

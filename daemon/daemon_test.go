@@ -123,7 +123,16 @@ func startDaemon(t *testing.T, upstream http.Handler, signals bool) *testDaemon 
 			t.Error("daemon did not stop")
 		}
 	})
-	waitFor(t, func() bool { return d.Addr("api") != "" && fileExists(filepath.Join(dir, "admin.sock")) })
+	waitFor(t, func() bool {
+		if d.Addr("api") == "" {
+			return false
+		}
+		c, err := net.Dial("unix", filepath.Join(dir, "admin.sock"))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
 	return td
 }
 

@@ -53,9 +53,13 @@ type Config struct {
 
 // Daemon is the [daemon] table.
 type Daemon struct {
-	StateDir      string `toml:"state_dir"`
-	AdminSocket   string `toml:"admin_socket"`
-	AdminGroup    string `toml:"admin_group"`
+	StateDir    string `toml:"state_dir"`
+	AdminSocket string `toml:"admin_socket"`
+	AdminGroup  string `toml:"admin_group"`
+	// ReadGroup, when set, owns the admin socket instead of AdminGroup, so
+	// its members (monitoring) can connect and read; admins then need to be
+	// in it too (or root).
+	ReadGroup     string `toml:"read_group"`
 	MetricsListen string `toml:"metrics_listen"`
 	BPFFS         string `toml:"bpffs"`
 	RequireEBPF   bool   `toml:"require_ebpf"`
