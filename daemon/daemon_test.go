@@ -61,6 +61,9 @@ admin_socket = "%[1]s/admin.sock"
 admin_group = "sealgate-test-admins"
 bpffs = "%[1]s/bpffs"
 %[4]s
+[audit]
+path = "%[1]s/audit.log"
+
 [[listener]]
 name = "api"
 listen = "127.0.0.1:0"
