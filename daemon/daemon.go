@@ -327,8 +327,9 @@ func (d *Daemon) reloadOnce() error {
 	old := d.Config()
 	if cfg.Daemon.AdminSocket != old.Daemon.AdminSocket || cfg.Daemon.StateDir != old.Daemon.StateDir ||
 		cfg.Crypto.AEAD != old.Crypto.AEAD || cfg.Daemon.MetricsListen != old.Daemon.MetricsListen ||
-		!reflect.DeepEqual(cfg.Seal, old.Seal) || cfg.Daemon.BPFFS != old.Daemon.BPFFS {
-		return errors.New("daemon.admin_socket, daemon.state_dir, daemon.metrics_listen, daemon.bpffs, crypto.aead and [seal] change only on restart")
+		!reflect.DeepEqual(cfg.Seal, old.Seal) || cfg.Daemon.BPFFS != old.Daemon.BPFFS || cfg.Audit != old.Audit ||
+		cfg.Daemon.AdminGroup != old.Daemon.AdminGroup || cfg.Daemon.ReadGroup != old.Daemon.ReadGroup {
+		return errors.New("daemon.admin_socket, admin_group, read_group, state_dir, metrics_listen, bpffs, crypto.aead, [seal] and [audit] change only on restart")
 	}
 	if err := d.prepareReload(cfg); err != nil {
 		return err

@@ -156,6 +156,9 @@ func (c *Config) validate() []fieldError {
 		default:
 			v.add(p+".waf.mode", "want off, detect or block, got %q", r.WAF.Mode)
 		}
+		if r.WAF.Paranoia < 0 || r.WAF.Paranoia > 4 {
+			v.add(p+".waf.paranoia", "want 1 to 4, got %d", r.WAF.Paranoia)
+		}
 	}
 	var so sealing.Options
 	v.ext("", c.Seal.Apply("seal", &so))
