@@ -94,7 +94,16 @@ func tokenCandidate(b []byte, p int) bool {
 // tryAt runs the prefilter and, when it passes, the validators for the token
 // start b[p].
 func (s *scanner) tryAt(b []byte, p int, final bool) (match, status) {
-	en := &s.cc.enabled
+	if !prefilter(&s.cc.enabled, b, p) {
+		return match{}, stNo
+	}
+	return s.trigger(b, p, final)
+}
+
+// prefilter reports whether the token start b[p] may begin a match of an
+// enabled detector, from at most its first few bytes; bytes past len(b)
+// count as "maybe".
+func prefilter(en *[numKinds]bool, b []byte, p int) bool {
 	n := len(b)
 	c := b[p]
 	cand := true
@@ -136,10 +145,7 @@ func (s *scanner) tryAt(b []byte, p int, final bool) (match, status) {
 	default:
 		cand = false
 	}
-	if !cand {
-		return match{}, stNo
-	}
-	return s.trigger(b, p, final)
+	return cand
 }
 
 // Classes for candMask, one bit each.
