@@ -626,3 +626,27 @@ func TestEveryCommandHasHelp(t *testing.T) {
 		t.Fatalf("unknown command: %d %q", code, e.String())
 	}
 }
+
+func TestKeysCLI(t *testing.T) {
+	td := startDaemon(t, nil, false)
+	out, errOut, code := td.cli("keys", "list")
+	if code != 0 || !strings.Contains(out, "current") {
+		t.Fatalf("keys list: %d %q %q", code, out, errOut)
+	}
+	out, errOut, code = td.cli("keys", "rotate")
+	if code != 0 || !strings.Contains(out, "new sealing key id 2") {
+		t.Fatalf("keys rotate: %d %q %q", code, out, errOut)
+	}
+	out, _, _ = td.cli("keys", "list", "--json")
+	if !strings.Contains(out, `"previous"`) || strings.Contains(strings.ToLower(out), "private") {
+		t.Fatalf("keys list after rotation:\n%s", out)
+	}
+	audit, _ := os.ReadFile(filepath.Join(td.dir, "audit.log"))
+	if !strings.Contains(string(audit), `"kind":"key_rotate"`) {
+		t.Fatalf("key rotation not audited:\n%s", audit)
+	}
+	var o bytes.Buffer
+	if code := Main([]string{"keys", "hash", "test"}, &o, io.Discard); code != 0 || strings.TrimSpace(o.String()) != "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" {
+		t.Fatalf("keys hash: %q", o.String())
+	}
+}
