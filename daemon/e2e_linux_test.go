@@ -229,6 +229,16 @@ func TestE2ESteeredPortAndXDPBlock(t *testing.T) {
 	if out, err := e.curl("/again"); err != nil || !strings.Contains(out, "/again") {
 		t.Fatalf("after the TTL the client is still blocked: %v %s", err, out)
 	}
+	// The guard at runtime: detach, then attach in generic mode.
+	if out := e.cli("detach", e.v.hostIf); !strings.Contains(out, "guard detached from "+e.v.hostIf) {
+		t.Fatalf("detach: %s", out)
+	}
+	if out := e.cli("attach", e.v.hostIf, "--mode", "generic"); !strings.Contains(out, "guard attached to "+e.v.hostIf+" (generic mode") {
+		t.Fatalf("attach: %s", out)
+	}
+	if status := e.cli("status"); !strings.Contains(status, e.v.hostIf+": attached (generic)") {
+		t.Fatalf("status after attach:\n%s", status)
+	}
 }
 
 func TestE2ERestartRefusesNothing(t *testing.T) {
