@@ -38,6 +38,9 @@ type cli struct {
 
 var commands []command
 
+// errUsage makes Main print the command's usage and exit 1.
+var errUsage = errors.New("usage")
+
 func init() {
 	commands = []command{
 		{"run", "[--config FILE]", "run the daemon", cmdRun},

@@ -36,9 +36,9 @@ type Options struct {
 	// Banner, when set, is called once the daemon serves (the demo prints
 	// what to try).
 	Banner func(d *Daemon)
-	// ExtraHandlers are served by the engine outside any route (the demo has
-	// none; tests use it).
-	Signals bool // handle SIGHUP/SIGTERM/SIGINT (false in tests)
+	// Signals makes Run handle SIGHUP (reload) and SIGTERM/SIGINT (drain);
+	// off in tests.
+	Signals bool
 }
 
 // Daemon is one running sealgate.

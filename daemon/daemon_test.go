@@ -139,8 +139,6 @@ func startDaemon(t *testing.T, upstream http.Handler, signals bool) *testDaemon 
 	return td
 }
 
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
-
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	for i := 0; i < 200; i++ {

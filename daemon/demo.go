@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -281,16 +280,6 @@ func port443Line(steered bool) string {
 	}
 	return "curl -k https://127.0.0.1/api/customers             port 443, steered into the engine by eBPF\n  "
 }
-
-func portOf(addr string) string {
-	_, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "8443"
-	}
-	return p
-}
-
-var errUsage = errors.New("usage")
 
 // demoSteerBlocker says why the demo cannot steer 127.0.0.1:443, or "".
 func demoSteerBlocker() string {

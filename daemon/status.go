@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"os"
 	"text/tabwriter"
 
 	"fmt"
@@ -97,7 +98,7 @@ func (d *Daemon) Status() Status {
 		Version:      Version,
 		Commit:       Commit,
 		GoVersion:    runtime.Version(),
-		PID:          osGetpid(),
+		PID:          os.Getpid(),
 		UptimeS:      math.Round(time.Since(d.started).Seconds()*10) / 10,
 		ConfigPath:   cfg.Path,
 		ConfigSHA256: cfg.SHA256,

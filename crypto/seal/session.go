@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/hpke"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -240,13 +239,4 @@ func (s *ClientSession) SealRequest(w io.Writer, seq uint64) (*RecordWriter, err
 // seq, read from the sealed response r.
 func (s *ClientSession) OpenResponse(r io.Reader, seq uint64) *RecordReader {
 	return newRecordReader(r, s.s2c, seq)
-}
-
-// constantTimeZero reports whether b is all zero, in constant time.
-func constantTimeZero(b []byte) bool {
-	var acc byte
-	for _, c := range b {
-		acc |= c
-	}
-	return subtle.ConstantTimeByteEq(acc, 0) == 1
 }

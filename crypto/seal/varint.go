@@ -1,15 +1,11 @@
 package seal
 
 import (
-	"errors"
 	"io"
 )
 
 // maxVarint is the largest value a QUIC variable-length integer can hold.
 const maxVarint = 1<<62 - 1
-
-// errVarintRange is returned when a value cannot be encoded as a QUIC varint.
-var errVarintRange = errors.New("integer exceeds 2^62-1")
 
 // appendVarint appends v as a QUIC variable-length integer (RFC 9000,
 // Section 16) in its shortest form.

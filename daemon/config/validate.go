@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -261,9 +260,6 @@ func TLSVersion(s string) uint16 {
 	}
 	return tls.VersionTLS12
 }
-
-// Label formats a config index for messages.
-func Label(kind string, i int) string { return kind + "[" + strconv.Itoa(i) + "]" }
 
 // ext records an error from a subsystem's own validation. Those name their
 // field as "route[NAME].x.y: msg", "x.y: msg" (relative to the route) or a

@@ -1,5 +1,0 @@
-package daemon
-
-import "os"
-
-func osGetpid() int { return os.Getpid() }
