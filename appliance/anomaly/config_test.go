@@ -1,13 +1,11 @@
 package anomaly
 
 import (
-	"bufio"
 	"bytes"
-	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/sealgate/sealgate/internal/fixture"
 
 	"github.com/pelletier/go-toml/v2"
 
@@ -18,42 +16,19 @@ import (
 // does, builds the detector, and compares the error with the "# want:"
 // first line.
 func TestConfigFixtures(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.toml")
-	if len(files) == 0 {
-		t.Fatal("no fixtures")
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			first, _, _ := bufio.NewReader(bytes.NewReader(b)).ReadLine()
-			want, ok := strings.CutPrefix(string(first), "# want: ")
-			if !ok {
-				t.Fatal(`first line must be "# want: <error prefix or ok>"`)
-			}
-			var doc struct {
-				Anomaly Config `toml:"anomaly"`
-			}
-			if err = toml.NewDecoder(bytes.NewReader(b)).DisallowUnknownFields().Decode(&doc); err != nil {
-				err = fmt.Errorf("decode: %w", err)
-			} else {
-				var d *Detector
-				if d, err = New(doc.Anomaly, Deps{Blocker: blocker.NewList(nil)}); err == nil {
-					d.Close()
-				}
-			}
-			switch {
-			case want == "ok" && err != nil:
-				t.Fatalf("unexpected error: %v", err)
-			case want != "ok" && err == nil:
-				t.Fatalf("no error, want %q", want)
-			case want != "ok" && !strings.HasPrefix(err.Error(), want):
-				t.Fatalf("error:\n  %v\nwant prefix:\n  %s", err, want)
-			}
-		})
-	}
+	fixture.Run(t, "testdata/*.toml", fixture.Prefix, func(t *testing.T, b []byte) error {
+		var doc struct {
+			Anomaly Config `toml:"anomaly"`
+		}
+		if err := fixture.DecodeStrict(b, &doc); err != nil {
+			return err
+		}
+		d, err := New(doc.Anomaly, Deps{Blocker: blocker.NewList(nil)})
+		if err == nil {
+			d.Close()
+		}
+		return err
+	})
 }
 
 func TestFullFixtureDecodesEveryKey(t *testing.T) {

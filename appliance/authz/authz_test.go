@@ -1,17 +1,11 @@
 package authz
 
 import (
-	"bufio"
-	"bytes"
-	"fmt"
 	"net/http/httptest"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
-	"github.com/pelletier/go-toml/v2"
+	"github.com/sealgate/sealgate/internal/fixture"
 
 	"github.com/sealgate/sealgate/appliance/reqctx"
 )
@@ -19,40 +13,16 @@ import (
 // TestConfigFixtures loads each testdata/config/*.toml strictly and checks
 // the error against the "# want:" first line ("ok" for none).
 func TestConfigFixtures(t *testing.T) {
-	files, _ := filepath.Glob("testdata/config/*.toml")
-	if len(files) == 0 {
-		t.Fatal("no fixtures")
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			first, _, _ := bufio.NewReader(bytes.NewReader(b)).ReadLine()
-			want, ok := strings.CutPrefix(string(first), "# want: ")
-			if !ok {
-				t.Fatal(`first line must be "# want: <error or ok>"`)
-			}
-			var doc struct {
-				Authz Config `toml:"authz"`
-			}
-			dec := toml.NewDecoder(bytes.NewReader(b)).DisallowUnknownFields()
-			if err = dec.Decode(&doc); err != nil {
-				err = fmt.Errorf("decode: %w", err)
-			} else {
-				_, err = New(doc.Authz)
-			}
-			switch {
-			case want == "ok" && err != nil:
-				t.Fatalf("unexpected error: %v", err)
-			case want != "ok" && err == nil:
-				t.Fatalf("no error, want %q", want)
-			case want != "ok" && !strings.HasPrefix(err.Error(), want):
-				t.Fatalf("error:\n  %v\nwant prefix:\n  %s", err, want)
-			}
-		})
-	}
+	fixture.Run(t, "testdata/config/*.toml", fixture.Prefix, func(t *testing.T, b []byte) error {
+		var doc struct {
+			Authz Config `toml:"authz"`
+		}
+		if err := fixture.DecodeStrict(b, &doc); err != nil {
+			return err
+		}
+		_, err := New(doc.Authz)
+		return err
+	})
 }
 
 func rules() Config {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	fixtures "github.com/sealgate/sealgate/internal/fixture"
+
 	"github.com/pelletier/go-toml/v2"
 )
 
@@ -24,36 +26,14 @@ func decodeStrict(b []byte, v any) error {
 // TestConfigGolden decodes each testdata/config/*.toml strictly and builds a
 // Policy; the first line says "# want: ok" or the expected error text.
 func TestConfigGolden(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "config", "*.toml"))
-	if len(files) == 0 {
-		t.Fatal("no config fixtures")
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			first, _, _ := bytes.Cut(b, []byte("\n"))
-			want, ok := strings.CutPrefix(string(first), "# want: ")
-			if !ok {
-				t.Fatalf("first line must be '# want: ...'")
-			}
-			var doc routeDoc
-			err = decodeStrict(b, &doc)
-			if err == nil {
-				_, err = New("r", doc.DLP, Deps{})
-			}
-			switch {
-			case want == "ok" && err != nil:
-				t.Fatalf("unexpected error: %v", err)
-			case want != "ok" && err == nil:
-				t.Fatalf("no error, want %q", want)
-			case want != "ok" && !strings.Contains(err.Error(), want):
-				t.Fatalf("error %q, want it to contain %q", err, want)
-			}
-		})
-	}
+	fixtures.Run(t, filepath.Join("testdata", "config", "*.toml"), fixtures.Contains, func(t *testing.T, b []byte) error {
+		var doc routeDoc
+		if err := decodeStrict(b, &doc); err != nil {
+			return err
+		}
+		_, err := New("r", doc.DLP, Deps{})
+		return err
+	})
 }
 
 func TestConfigDefaults(t *testing.T) {

@@ -1,13 +1,12 @@
 package policy
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/sealgate/sealgate/internal/fixture"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -25,46 +24,23 @@ type route struct {
 // TestConfigFixtures decodes each testdata/*.toml strictly, validates every
 // route, and compares the error with the "# want:" first line.
 func TestConfigFixtures(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.toml")
-	if len(files) == 0 {
-		t.Fatal("no fixtures")
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
+	fixture.Run(t, "testdata/*.toml", fixture.Prefix, func(t *testing.T, b []byte) error {
+		var doc struct {
+			Route []route `toml:"route"`
+		}
+		if err := fixture.DecodeStrict(b, &doc); err != nil {
+			return err
+		}
+		for _, r := range doc.Route {
+			if r.Config.IsZero() {
+				t.Fatalf("route %s decoded to an empty policy", r.Name)
 			}
-			first, _, _ := bufio.NewReader(bytes.NewReader(b)).ReadLine()
-			want, ok := strings.CutPrefix(string(first), "# want: ")
-			if !ok {
-				t.Fatal(`first line must be "# want: <error or ok>"`)
+			if err := Validate(r.Name, r.Config); err != nil {
+				return err
 			}
-			var doc struct {
-				Route []route `toml:"route"`
-			}
-			if err = toml.NewDecoder(bytes.NewReader(b)).DisallowUnknownFields().Decode(&doc); err != nil {
-				err = fmt.Errorf("decode: %w", err)
-			} else {
-				for _, r := range doc.Route {
-					if r.Config.IsZero() {
-						t.Fatalf("route %s decoded to an empty policy", r.Name)
-					}
-					if err = Validate(r.Name, r.Config); err != nil {
-						break
-					}
-				}
-			}
-			switch {
-			case want == "ok" && err != nil:
-				t.Fatalf("unexpected error: %v", err)
-			case want != "ok" && err == nil:
-				t.Fatalf("no error, want %q", want)
-			case want != "ok" && !strings.HasPrefix(err.Error(), want):
-				t.Fatalf("error:\n  %v\nwant prefix:\n  %s", err, want)
-			}
-		})
-	}
+		}
+		return nil
+	})
 }
 
 func TestFullFixtureDecodesEveryKey(t *testing.T) {
