@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/internal/testutil"
+
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -157,22 +159,12 @@ type fixture struct {
 	now *fakeClock
 }
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+type fakeClock = testutil.Clock
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{m: metrics.New(), up: &upstream{release: make(chan struct{})}, cap: &capture{},
-		now: &fakeClock{t: time.Now()}}
+		now: testutil.NewClock(time.Now())}
 	ep, err := sealing.New(sealing.Options{StateDir: t.TempDir(), Metrics: f.m, TicketLifetime: 10 * time.Minute,
 		KeyGrace: 20 * time.Minute, Now: f.now.Now, MaintainEvery: 5 * time.Millisecond})
 	if err != nil {

@@ -62,8 +62,8 @@ func (d *Daemon) bindListeners(cfg *config.Config) error {
 			delete(d.listeners, name)
 			for _, s := range bl.socks {
 				d.forgetListener(s.name)
-				d.ebpfUnregister(name)
 			}
+			d.ebpfUnregister(name)
 		}
 	}
 	for _, l := range cfg.Listeners {

@@ -8,9 +8,10 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/sealgate/sealgate/internal/testutil"
 
 	"github.com/sealgate/sealgate/appliance/anomaly"
 	"github.com/sealgate/sealgate/appliance/blocker"
@@ -21,24 +22,12 @@ import (
 	"github.com/sealgate/sealgate/appliance/waf"
 )
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // TestLeakInProgressIsBlocked assembles the stages in the engine's order
 // (blocklist gate → anomaly observe → validate → waf → upstream) over real
 // HTTP and shows that configuration alone stops an enumeration loop over
 // /api/customers/{id} and a source that trips the WAF.
 func TestLeakInProgressIsBlocked(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	clock := testutil.NewClock(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
 	list := blocker.NewList(clock.Now)
 	m := metrics.New()
 	det, err := anomaly.New(anomaly.Config{

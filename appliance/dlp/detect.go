@@ -581,21 +581,6 @@ func runOf(b []byte, j int, mask uint8, max int) (n int, more bool) {
 	return n, false
 }
 
-// upperDigitRun is runOf for A-Z 0-9, used by AWS key ids.
-func upperDigitRun(b []byte, j, max int) (n int, more bool) {
-	for n < max {
-		if j+n >= len(b) {
-			return n, true
-		}
-		c := b[j+n]
-		if !isUpper(c) && !isDigit(c) {
-			return n, false
-		}
-		n++
-	}
-	return n, false
-}
-
 // tokenRule is a secret recognised by a fixed prefix and a minimum number of
 // following token bytes; the rest of the token is masked as a continuation.
 type tokenRule struct {
@@ -650,7 +635,7 @@ func matchSecret(b []byte, i int, final bool) (match, status) {
 			case stMore:
 				more = true
 			case stYes:
-				n, m := upperDigitRun(b, i+4, 17)
+				n, m := runOf(b, i+4, cUpper|cDigit, 17)
 				if m && !final {
 					return match{}, stMore
 				}

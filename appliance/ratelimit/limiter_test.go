@@ -10,15 +10,14 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sealgate/sealgate/internal/testutil"
 )
 
 // clock is a fake time source safe for concurrent use.
-type clock struct{ ns atomic.Int64 }
+type clock = testutil.Clock
 
-func newClock() *clock { return &clock{} }
-
-func (c *clock) Now() time.Time          { return time.Unix(1_700_000_000, c.ns.Load()) }
-func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+func newClock() *clock { return testutil.NewClock(time.Unix(1_700_000_000, 0)) }
 
 func TestConfigErrors(t *testing.T) {
 	tests := []struct {

@@ -3,30 +3,16 @@ package seal
 import (
 	"bytes"
 	"io"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/sealgate/sealgate/internal/testutil"
 )
 
 // clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type clock = testutil.Clock
 
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *clock { return testutil.NewClock(time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)) }
 
 func newTestServer(t testing.TB, dir string, c *clock) *Server {
 	t.Helper()
