@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sealgate/sealgate/bench/internal/stats"
+
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -108,18 +110,6 @@ func readNA(data []byte) map[string]map[string]string {
 	return na
 }
 
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 func list(m map[int]float64) []float64 {
 	out := make([]float64, 0, len(m))
 	for _, v := range m {
@@ -139,7 +129,7 @@ func summarize(m map[int]float64) figure {
 	if len(xs) == 0 {
 		return figure{}
 	}
-	return figure{true, median(xs), slices.Min(xs), slices.Max(xs)}
+	return figure{true, stats.Median(xs), slices.Min(xs), slices.Max(xs)}
 }
 
 // added returns, per round, the proxy's metric minus the upstream's.
@@ -288,9 +278,9 @@ func writeChart(path string, r results) error {
 	// on a busy machine), wall-clock ratios otherwise.
 	ratio := func(id, p, metric string) float64 {
 		if pc := r.perCore(id, p, metric); len(pc) > 0 {
-			return median(list(ratiosOf(pc, r.perCore(id, "nginx", metric))))
+			return stats.Median(list(ratiosOf(pc, r.perCore(id, "nginx", metric))))
 		}
-		return median(list(r.ratios(id, p, metric)))
+		return stats.Median(list(r.ratios(id, p, metric)))
 	}
 	left := plot.New()
 	left.Title.Text = "Throughput relative to nginx (median of per-round ratios)"
@@ -337,7 +327,7 @@ func writeChart(path string, r results) error {
 	for i, q := range []string{"p50_ms", "p99_ms"} {
 		vals := make(plotter.Values, len(peers))
 		for j, p := range peers {
-			vals[j] = median(list(r.values("s1_h1", p, q)))
+			vals[j] = stats.Median(list(r.values("s1_h1", p, q)))
 		}
 		bars, err := plotter.NewBarChart(vals, w*1.5)
 		if err != nil {

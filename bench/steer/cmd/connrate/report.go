@@ -5,6 +5,8 @@ import (
 	"io"
 	"slices"
 	"time"
+
+	"github.com/sealgate/sealgate/bench/internal/stats"
 )
 
 // summary is one path's figures over all rounds.
@@ -61,10 +63,10 @@ func summarize(paths []path, phases []*phase) []summary {
 		if len(rates) == 0 {
 			continue
 		}
-		s.Median, s.Min, s.Max = median(rates), slices.Min(rates), slices.Max(rates)
+		s.Median, s.Min, s.Max = stats.Median(rates), slices.Min(rates), slices.Max(rates)
 		if len(ratios) > 0 {
-			s.RatioMed, s.RatioMin, s.RatioMax = median(ratios), slices.Min(ratios), slices.Max(ratios)
-			s.RatioP25, s.RatioP75 = quantile(ratios, 0.25), quantile(ratios, 0.75)
+			s.RatioMed, s.RatioMin, s.RatioMax = stats.Median(ratios), slices.Min(ratios), slices.Max(ratios)
+			s.RatioP25, s.RatioP75 = stats.Quantile(ratios, 0.25), stats.Quantile(ratios, 0.75)
 		}
 		slices.Sort(lat)
 		s.P50 = us(percentile(lat, 0.50))
@@ -72,36 +74,6 @@ func summarize(paths []path, phases []*phase) []summary {
 		out = append(out, s)
 	}
 	return out
-}
-
-// median returns the median of xs (mean of the middle two for an even count); 0 for none.
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-// quantile returns the q-quantile (0..1) of xs by linear interpolation between closest ranks; 0 for
-// none.
-func quantile(xs []float64, q float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	pos := q * float64(len(s)-1)
-	i := int(pos)
-	if i >= len(s)-1 {
-		return s[len(s)-1]
-	}
-	return s[i] + (pos-float64(i))*(s[i+1]-s[i])
 }
 
 // percentile returns the q-quantile (0..1) of sorted by nearest rank; 0 for none.

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/sealgate/sealgate/bench/internal/stats"
 )
 
 // bpfAttachment is the part of bpf.Attachment the report shows.
@@ -77,27 +79,13 @@ func summarize(rs []result) []row {
 			w.Other += r.Other
 			w.Refused += r.Refused
 		}
-		w.Median, w.Min, w.Max, w.SentMedian = median(counted), slices.Min(counted), slices.Max(counted), median(sent)
+		w.Median, w.Min, w.Max, w.SentMedian = stats.Median(counted), slices.Min(counted), slices.Max(counted), stats.Median(sent)
 		if len(ratios) > 0 {
-			w.Ratio, w.RatioMin, w.RatioMax = median(ratios), slices.Min(ratios), slices.Max(ratios)
+			w.Ratio, w.RatioMin, w.RatioMax = stats.Median(ratios), slices.Min(ratios), slices.Max(ratios)
 		}
 		out = append(out, w)
 	}
 	return out
-}
-
-// median returns the median of xs (mean of the middle two for an even count); 0 for none.
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // printTable writes the rows as a Markdown table after a line describing the flood.
