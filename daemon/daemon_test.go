@@ -78,6 +78,12 @@ func writeConfig(t *testing.T, dir, cert, key, upstream, extra string) string {
 
 func startDaemon(t *testing.T, upstream http.Handler, signals bool) *testDaemon {
 	t.Helper()
+	return startDaemonWith(t, upstream, signals, "")
+}
+
+// startDaemonWith adds extra lines to the [daemon] table.
+func startDaemonWith(t *testing.T, upstream http.Handler, signals bool, extra string) *testDaemon {
+	t.Helper()
 	if upstream == nil {
 		upstream = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "upstream ok") })
 	}
@@ -95,7 +101,7 @@ func startDaemon(t *testing.T, upstream http.Handler, signals bool) *testDaemon 
 	ca := testpki.NewCA(t, "test")
 	cert, key := ca.Leaf(t, "localhost", "localhost", "127.0.0.1")
 	td := &testDaemon{dir: dir, ca: ca, done: make(chan error, 1), logs: &syncBuffer{}}
-	td.cfgPath = writeConfig(t, dir, cert, key, up.URL, "")
+	td.cfgPath = writeConfig(t, dir, cert, key, up.URL, extra)
 	d, err := New(Options{Load: func() (*config.Config, error) { return config.Load(td.cfgPath) }, Stdout: td.logs, Signals: signals})
 	if err != nil {
 		t.Fatal(err)
@@ -632,5 +638,34 @@ func TestKeysCLI(t *testing.T) {
 	var o bytes.Buffer
 	if code := Main([]string{"keys", "hash", "test"}, &o, io.Discard); code != 0 || strings.TrimSpace(o.String()) != "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" {
 		t.Fatalf("keys hash: %q", o.String())
+	}
+}
+
+func TestMetricsListen(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	td := startDaemonWith(t, nil, false, fmt.Sprintf("metrics_listen = %q", addr))
+	td.get(t, td.client(false), "/x")
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `sealgate_requests_total{code="200",listener="api",route="api"} 1`) {
+		t.Fatalf("metrics_listen: %d\n%s", resp.StatusCode, grep(b, "requests_total"))
+	}
+	// Metrics only: nothing else of the admin API is exposed there.
+	resp, err = http.Post("http://"+addr+"/v1/reload", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == 200 {
+		t.Fatal("metrics_listen serves the admin API")
 	}
 }
