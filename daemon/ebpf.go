@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -94,7 +95,7 @@ func (d *Daemon) startEBPF(cfg *config.Config) error {
 		}
 		if len(why) > 0 {
 			e.close()
-			return fmt.Errorf("require_ebpf is set but eBPF is unavailable: %v", why)
+			return fmt.Errorf("require_ebpf is set but eBPF is unavailable: %s", strings.Join(why, "; "))
 		}
 	}
 	if e.steering == nil && len(bindings) > 0 {
