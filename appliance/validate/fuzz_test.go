@@ -14,6 +14,9 @@ import (
 // when data is not exactly one well-formed JSON value.
 func referenceDepth(data []byte) (depth int, ok bool) {
 	dec := json.NewDecoder(strings.NewReader(string(data)))
+	// Numbers stay text: 1E700 is well-formed JSON even though it does not
+	// fit a float64.
+	dec.UseNumber()
 	cur := 0
 	for {
 		tok, err := dec.Token()
