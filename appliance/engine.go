@@ -18,6 +18,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
 	"github.com/sealgate/sealgate/appliance/blocker"
 	"github.com/sealgate/sealgate/appliance/metrics"
 	"github.com/sealgate/sealgate/appliance/problem"
@@ -66,12 +69,18 @@ type listenerGen struct {
 	name    string
 	tls     *tls.Config
 	handler http.Handler
+	mux     *http.ServeMux
 	routes  []*route
+	anyFast bool // some route can be served on the fast path
 }
 
 type server struct {
 	name string
-	srv  *http.Server
+	srv  *http.Server     // h2, and HTTP/1.1 connections moved off the fast path
+	fast *fasthttp.Server // HTTP/1.1
+	h1   *connQueue       // handshaken HTTP/1.1 connections for fast
+	h2   *connQueue       // connections for srv
+	base *tls.Config
 	gl   *guardedListener
 	addr net.Addr
 	done chan struct{}
@@ -79,11 +88,17 @@ type server struct {
 	// request (TLS handshake, request in flight).
 	fresh    atomic.Int64
 	stopping atomic.Bool
+	noFast   atomic.Bool // every connection goes to net/http
+
+	limits          func() Limits
+	active          prometheus.Gauge
+	handshakeOK     func(version uint16)
+	handshakeFailed func()
 }
 
 // drain stops accepting, lets connections accepted so far deliver their
 // first request (net/http drops a request read after Shutdown began, without
-// an answer), then shuts down gracefully within ctx.
+// an answer), then shuts both servers down gracefully within ctx.
 func (s *server) drain(ctx context.Context) error {
 	s.stopping.Store(true)
 	s.gl.Listener.Close()
@@ -92,7 +107,10 @@ func (s *server) drain(ctx context.Context) error {
 	for s.fresh.Load() > 0 && wait.Err() == nil {
 		time.Sleep(2 * time.Millisecond)
 	}
-	return s.srv.Shutdown(ctx)
+	fastErr := make(chan error, 1)
+	go func() { fastErr <- s.fast.ShutdownWithContext(ctx) }()
+	err := s.srv.Shutdown(ctx)
+	return errors.Join(err, <-fastErr)
 }
 
 // freshGrace bounds how long a drain waits for accepted connections to send
@@ -144,7 +162,7 @@ func (e *Engine) Apply(spec Spec) error {
 	} else {
 		for _, l := range old.listeners {
 			for _, rt := range l.routes {
-				rt.transport.CloseIdleConnections()
+				rt.closeIdle()
 			}
 		}
 	}
@@ -192,6 +210,9 @@ func (e *Engine) compile(spec Spec) (g *generation, err error) {
 			hasRoot[rs.Listener] = true
 		}
 		l.routes = append(l.routes, rt)
+		if rt.fast != nil {
+			l.anyFast = true
+		}
 	}
 	for name, l := range g.listeners {
 		mux := muxes[name]
@@ -208,6 +229,7 @@ func (e *Engine) compile(spec Spec) (g *generation, err error) {
 			h = e.outer(h)
 		}
 		l.handler = h
+		l.mux = mux
 	}
 	return g, nil
 }
@@ -253,25 +275,69 @@ func (e *Engine) Serve(name string, ln net.Listener) error {
 			return nil, fmt.Errorf("listener %q was removed", name)
 		},
 	}
-	s := &server{name: name, addr: ln.Addr(), done: make(chan struct{})}
+	s := &server{name: name, addr: ln.Addr(), done: make(chan struct{}), base: base}
 	s.gl = &guardedListener{Listener: ln, deny: e.deny}
+	s.h1, s.h2 = newConnQueue(ln.Addr()), newConnQueue(ln.Addr())
+	s.noFast.Store(g.spec.DisableFastPath)
+	e.connMetrics(name, s)
 	s.srv = &http.Server{
 		Handler:           e.entry(name),
 		TLSConfig:         base,
 		ReadHeaderTimeout: lim.ReadHeaderTimeout,
 		IdleTimeout:       lim.IdleTimeout,
 		MaxHeaderBytes:    lim.MaxHeaderBytes,
-		ConnState:         e.connState(name, s),
-		ErrorLog:          slog.NewLogLogger(e.log.With("listener", name).Handler(), slog.LevelDebug),
-		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 250},
+		ConnState:         s.connState,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if mc, ok := c.(*migratedConn); ok {
+				return context.WithValue(ctx, tlsStateKey{}, &mc.state)
+			}
+			return ctx
+		},
+		ErrorLog: slog.NewLogLogger(e.log.With("listener", name).Handler(), slog.LevelDebug),
+		HTTP2:    &http.HTTP2Config{MaxConcurrentStreams: 250},
+	}
+	s.fast = &fasthttp.Server{
+		Handler:                       func(ctx *fasthttp.RequestCtx) { e.serveFast(s, ctx) },
+		Name:                          "",
+		NoDefaultServerHeader:         true,
+		NoDefaultContentType:          true,
+		DisableHeaderNamesNormalizing: false,
+		ReadBufferSize:                lim.MaxHeaderBytes,
+		WriteBufferSize:               16 << 10,
+		ReadTimeout:                   lim.ReadHeaderTimeout,
+		IdleTimeout:                   lim.IdleTimeout,
+		MaxRequestBodySize:            fastReadAhead,
+		StreamRequestBody:             true,
+		DisablePreParseMultipartForm:  true,
+		ReduceMemoryUsage:             true,
+		KeepHijackedConns:             true,
+		CloseOnShutdown:               true,
+		SecureErrorLogMessage:         true,
+		ConnState:                     s.fastConnState,
+		Logger:                        fastLogger{e.log.With("listener", name)},
 	}
 	e.servers[name] = s
-	tl := tls.NewListener(s.gl, base)
+	var wg sync.WaitGroup
+	wg.Add(3)
 	go func() {
-		defer close(s.done)
-		if err := s.srv.Serve(tl); err != nil && !errors.Is(err, http.ErrServerClosed) && !s.stopping.Load() {
+		defer wg.Done()
+		e.acceptLoop(s)
+	}()
+	go func() {
+		defer wg.Done()
+		if err := s.srv.Serve(s.h2); err != nil && !errors.Is(err, http.ErrServerClosed) && !s.stopping.Load() {
 			e.log.Error("listener stopped", "listener", name, "err", err)
 		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := s.fast.Serve(s.h1); err != nil && !s.stopping.Load() {
+			e.log.Error("listener stopped", "listener", name, "err", err)
+		}
+	}()
+	go func() {
+		wg.Wait()
+		close(s.done)
 	}()
 	e.log.Info("serving", "listener", name, "addr", ln.Addr().String())
 	return nil
@@ -310,6 +376,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 			defer wg.Done()
 			if err := s.drain(ctx); err != nil {
 				s.srv.Close()
+				s.h1.Close()
 				errs[i] = fmt.Errorf("listener %q: %w", s.name, err)
 			}
 			<-s.done
@@ -319,7 +386,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	if g := e.gen.Load(); g != nil {
 		for _, l := range g.listeners {
 			for _, rt := range l.routes {
-				rt.transport.CloseIdleConnections()
+				rt.closeIdle()
 			}
 		}
 	}
@@ -415,6 +482,11 @@ func (e *Engine) entry(listener string) http.Handler {
 			info.Client = ap.Addr().Unmap()
 		}
 		r = r.WithContext(reqctx.With(r.Context(), info))
+		if r.TLS == nil {
+			// A connection moved off the fast path: net/http sees a
+			// wrapper, not the tls.Conn.
+			r.TLS, _ = r.Context().Value(tlsStateKey{}).(*tls.ConnectionState)
+		}
 		sw := &x.sw
 		sw.ResponseWriter = w
 		var bodyIn *countingBody
@@ -500,13 +572,13 @@ func (e *Engine) logAccess(r *http.Request, info *reqctx.Info, sw *statusWriter,
 	h.Handle(ctx, rec)
 }
 
-// connState counts connections and TLS handshakes.
-func (e *Engine) connState(listener string, s *server) func(net.Conn, http.ConnState) {
-	active := e.m.ActiveConns.WithLabelValues(listener)
-	// The common outcomes, resolved once instead of per connection.
+// connMetrics resolves the listener's connection and handshake metrics
+// once, for the accept loop and both servers.
+func (e *Engine) connMetrics(listener string, s *server) {
+	s.active = e.m.ActiveConns.WithLabelValues(listener)
 	ok13 := e.m.TLSHandshakes.WithLabelValues(listener, "1.3", "ok")
 	ok12 := e.m.TLSHandshakes.WithLabelValues(listener, "1.2", "ok")
-	handshakeOK := func(v uint16) {
+	s.handshakeOK = func(v uint16) {
 		switch v {
 		case tls.VersionTLS13:
 			ok13.Inc()
@@ -516,36 +588,25 @@ func (e *Engine) connState(listener string, s *server) func(net.Conn, http.ConnS
 			e.m.TLSHandshakes.WithLabelValues(listener, tlsVersionName(v), "ok").Inc()
 		}
 	}
-	return func(c net.Conn, st http.ConnState) {
-		tc, ok := c.(*tls.Conn)
-		if !ok {
-			return
+	failed := e.m.TLSHandshakes.WithLabelValues(listener, "unknown", "error")
+	s.handshakeFailed = failed.Inc
+	s.limits = func() Limits {
+		if g := e.gen.Load(); g != nil {
+			return g.limits
 		}
-		gc, _ := tc.NetConn().(*guardedConn)
-		if st != http.StateNew && gc != nil && gc.fresh.CompareAndSwap(true, false) {
-			s.fresh.Add(-1)
-		}
-		switch st {
-		case http.StateNew:
-			active.Inc()
-			if gc != nil && gc.fresh.CompareAndSwap(false, true) {
-				s.fresh.Add(1)
-			}
-		case http.StateActive:
-			if gc != nil && gc.counted.CompareAndSwap(false, true) {
-				handshakeOK(tc.ConnectionState().Version)
-			}
-		case http.StateClosed, http.StateHijacked:
-			active.Dec()
-			if gc != nil && gc.counted.CompareAndSwap(false, true) {
-				cs := tc.ConnectionState()
-				if cs.HandshakeComplete {
-					handshakeOK(cs.Version)
-				} else {
-					e.m.TLSHandshakes.WithLabelValues(listener, "unknown", "error").Inc()
-				}
-			}
-		}
+		return Limits{}.withDefaults()
+	}
+}
+
+// connState follows net/http's connections (h2, and those moved off the
+// fast path); they were counted when accepted.
+func (s *server) connState(c net.Conn, st http.ConnState) {
+	gc := guardedOf(c)
+	switch st {
+	case http.StateActive:
+		s.firstRequest(gc)
+	case http.StateClosed, http.StateHijacked:
+		s.closed(gc)
 	}
 }
 
@@ -558,8 +619,7 @@ type guardedListener struct {
 
 type guardedConn struct {
 	net.Conn
-	counted atomic.Bool // handshake counted
-	fresh   atomic.Bool // accepted, first request not yet read
+	fresh atomic.Bool // accepted, first request not yet read
 }
 
 func (l *guardedListener) Accept() (net.Conn, error) {

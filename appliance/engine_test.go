@@ -234,7 +234,8 @@ func TestBodyLimit(t *testing.T) {
 			}
 			defer resp.Body.Close()
 			if resp.StatusCode != http.StatusRequestEntityTooLarge {
-				t.Fatalf("status %d, want 413", resp.StatusCode)
+				b, _ := io.ReadAll(resp.Body)
+				t.Fatalf("status %d, want 413: %s", resp.StatusCode, b)
 			}
 			decodeProblem(t, resp)
 			if f.hits.Load() != before {

@@ -34,7 +34,8 @@ type route struct {
 	spec      RouteSpec
 	target    *url.URL
 	transport *http.Transport
-	handler   http.Handler // stages + proxy
+	handler   http.Handler  // stages + proxy
+	fast      *fastUpstream // nil: the route is served by net/http only
 	m         *metrics.Metrics
 	maxBody   int64
 }
@@ -96,7 +97,20 @@ func newRoute(spec RouteSpec, lim Limits, m *metrics.Metrics) (*route, error) {
 		h = spec.Stages[i](h)
 	}
 	rt.handler = h
+	// Stages that are off return the handler they wrap, so h is the proxy
+	// itself exactly when no stage does anything on this route.
+	if h == http.Handler(rp) && fastEligible(spec, u) {
+		rt.fast = newFastUpstream(u, lim, timeout)
+	}
 	return rt, nil
+}
+
+// closeIdle closes the route's idle upstream connections.
+func (rt *route) closeIdle() {
+	rt.transport.CloseIdleConnections()
+	if rt.fast != nil {
+		rt.fast.hc.CloseIdleConnections()
+	}
 }
 
 func (rt *route) rewrite(pr *httputil.ProxyRequest) {

@@ -15,6 +15,9 @@ type Spec struct {
 	Limits      Limits
 	// AccessLog enables one log line per request.
 	AccessLog bool
+	// DisableFastPath serves HTTP/1.1 with net/http too (see fast.go); it
+	// takes effect for listeners started after it is applied.
+	DisableFastPath bool
 }
 
 // ListenerSpec describes one TLS listener by name; the socket itself is

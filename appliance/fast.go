@@ -1,0 +1,329 @@
+package appliance
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// The engine serves each listener with two HTTP servers behind one accept
+// loop. The loop accepts, drops denied sources, and completes the TLS
+// handshake; then ALPN decides:
+//
+//   - h2 goes to net/http's server (and x/net's HTTP/2 inside it);
+//   - HTTP/1.1 goes to a fasthttp server, whose request and response objects
+//     are reused per connection and whose upstream client exchanges on the
+//     request's goroutine. It proxies requests of routes that have no stages
+//     itself (the fast path, fastproxy.go).
+//
+// A request the fast path does not handle (a route with policy, DLP,
+// validation, WAF or anomaly stages, the sealing endpoint, upgrades, 404s,
+// paths net/http would clean or redirect) moves its connection to the
+// net/http server: the request is replayed there from its bytes, and the
+// connection stays with net/http until it closes. Both servers therefore
+// answer exactly as they did before the fast path existed, and the stages
+// keep one implementation.
+
+// connQueue is a net.Listener fed by the accept loop.
+type connQueue struct {
+	ch     chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+	addr   net.Addr
+}
+
+func newConnQueue(addr net.Addr) *connQueue {
+	return &connQueue{ch: make(chan net.Conn), closed: make(chan struct{}), addr: addr}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.closed) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return q.addr }
+
+// push hands c to the server reading the queue; false when it has stopped.
+func (q *connQueue) push(c net.Conn) bool {
+	select {
+	case q.ch <- c:
+		return true
+	case <-q.closed:
+		return false
+	}
+}
+
+// fastConn is an HTTP/1.1 connection served by fasthttp. It keeps the
+// tls.Conn's methods (fasthttp detects TLS through them).
+type fastConn struct {
+	*tls.Conn
+	gc *guardedConn
+	ip string // client address for X-Forwarded-For, set on first use
+}
+
+// migratedConn is a connection moved from fasthttp to net/http: it reads the
+// replayed request first, then what fasthttp had buffered, then the socket.
+// net/http does not see a *tls.Conn, so the TLS state travels with it (see
+// ConnContext in Serve).
+type migratedConn struct {
+	net.Conn           // the tls.Conn
+	r        io.Reader // replay, then the hijacked reader
+	gc       *guardedConn
+	state    tls.ConnectionState
+	done     chan struct{}
+	once     sync.Once
+}
+
+func (c *migratedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *migratedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { close(c.done) })
+	return err
+}
+
+// guardedOf returns the guardedConn under a connection of either server.
+func guardedOf(c net.Conn) *guardedConn {
+	switch c := c.(type) {
+	case *tls.Conn:
+		gc, _ := c.NetConn().(*guardedConn)
+		return gc
+	case *fastConn:
+		return c.gc
+	case *migratedConn:
+		return c.gc
+	}
+	return nil
+}
+
+// tlsStateKey carries a migrated connection's TLS state into its requests.
+type tlsStateKey struct{}
+
+// acceptLoop accepts until the listener closes.
+func (e *Engine) acceptLoop(s *server) {
+	var delay time.Duration
+	for {
+		c, err := s.gl.Accept()
+		if err != nil {
+			if temporaryAccept(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				e.log.Warn("accept failed; retrying", "listener", s.name, "err", err.Error(), "retry_in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			s.h1.Close()
+			return
+		}
+		delay = 0
+		go e.handshake(s, c.(*guardedConn))
+	}
+}
+
+// temporaryAccept reports accept errors worth retrying (descriptor
+// exhaustion and the like), which net/http also retries.
+func temporaryAccept(err error) bool {
+	if errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	type temporary interface{ Temporary() bool }
+	var t temporary
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// handshake completes TLS within the read-header timeout, counts it, and
+// hands the connection to the server its ALPN protocol belongs to.
+func (e *Engine) handshake(s *server, gc *guardedConn) {
+	s.active.Inc()
+	s.fresh.Add(1)
+	gc.fresh.Store(true)
+	tc := tls.Server(gc, s.base)
+	lim := s.limits()
+	tc.SetDeadline(time.Now().Add(lim.ReadHeaderTimeout))
+	if err := tc.HandshakeContext(context.Background()); err != nil {
+		s.handshakeFailed()
+		e.log.Debug("TLS handshake failed", "listener", s.name, "remote", gc.RemoteAddr().String(), "err", err.Error())
+		tc.Close()
+		s.closed(gc)
+		return
+	}
+	tc.SetDeadline(time.Time{})
+	cs := tc.ConnectionState()
+	s.handshakeOK(cs.Version)
+	if cs.NegotiatedProtocol == "h2" || s.noFast.Load() {
+		if !s.h2.push(tc) {
+			tc.Close()
+			s.closed(gc)
+		}
+		return
+	}
+	if !s.h1.push(&fastConn{Conn: tc, gc: gc}) {
+		tc.Close()
+		s.closed(gc)
+	}
+}
+
+// closed accounts for a connection that ended.
+func (s *server) closed(gc *guardedConn) {
+	s.active.Dec()
+	s.firstRequest(gc)
+}
+
+// firstRequest marks gc's first request as read (or the connection as gone).
+func (s *server) firstRequest(gc *guardedConn) {
+	if gc != nil && gc.fresh.CompareAndSwap(true, false) {
+		s.fresh.Add(-1)
+	}
+}
+
+// fastConnState follows fasthttp's connections; hijacked ones (moved to
+// net/http) are followed there.
+func (s *server) fastConnState(c net.Conn, st fasthttp.ConnState) {
+	gc := guardedOf(c)
+	switch st {
+	case fasthttp.StateActive:
+		s.firstRequest(gc)
+	case fasthttp.StateClosed:
+		s.closed(gc)
+	}
+}
+
+// migrate moves the connection of the request in ctx to net/http, which
+// serves that request and every later one on it.
+func (s *server) migrate(ctx *fasthttp.RequestCtx) {
+	fc, ok := ctx.Conn().(*fastConn)
+	if !ok {
+		ctx.Error("internal error", fasthttp.StatusInternalServerError)
+		ctx.SetConnectionClose()
+		return
+	}
+	head, body := replay(&ctx.Request)
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		mc := &migratedConn{
+			Conn:  fc.Conn,
+			r:     io.MultiReader(bytes.NewReader(head), body, c),
+			gc:    fc.gc,
+			state: fc.ConnectionState(),
+			done:  make(chan struct{}),
+		}
+		if !s.h2.push(mc) {
+			fc.Conn.Close()
+			s.closed(fc.gc)
+			return
+		}
+		// The body stream and the buffered reader belong to ctx, which
+		// fasthttp releases when this returns: wait for net/http to finish
+		// with the connection.
+		<-mc.done
+	})
+}
+
+// replay rebuilds the bytes of req as they came: request line, headers, and
+// the body in its original framing (a chunked body is re-chunked; trailers
+// are not kept). A streamed body is read on demand.
+func replay(req *fasthttp.Request) (head []byte, body io.Reader) {
+	h := &req.Header
+	var b bytes.Buffer
+	b.Write(h.Method())
+	b.WriteByte(' ')
+	b.Write(h.RequestURI())
+	b.WriteByte(' ')
+	b.Write(h.Protocol())
+	b.WriteString("\r\n")
+	if raw := h.RawHeaders(); len(raw) > 0 {
+		b.Write(raw) // ends with the blank line
+	} else {
+		b.WriteString("\r\n")
+	}
+	chunked := h.ContentLength() == -1
+	var src io.Reader
+	if req.IsBodyStream() {
+		src = req.BodyStream()
+	} else if data := req.Body(); len(data) > 0 || chunked {
+		if !chunked {
+			return b.Bytes(), bytes.NewReader(bytes.Clone(data))
+		}
+		var c bytes.Buffer
+		if len(data) > 0 {
+			c.WriteString(strconv.FormatInt(int64(len(data)), 16))
+			c.WriteString("\r\n")
+			c.Write(data)
+			c.WriteString("\r\n")
+		}
+		c.WriteString("0\r\n\r\n")
+		return b.Bytes(), &c
+	}
+	if src == nil {
+		return b.Bytes(), bytes.NewReader(nil)
+	}
+	if !chunked {
+		return b.Bytes(), src
+	}
+	return b.Bytes(), &chunker{src: src}
+}
+
+// chunker re-chunks a decoded body stream.
+type chunker struct {
+	src  io.Reader
+	buf  []byte
+	out  []byte
+	done bool
+}
+
+func (c *chunker) Read(p []byte) (int, error) {
+	for len(c.out) == 0 {
+		if c.done {
+			return 0, io.EOF
+		}
+		if c.buf == nil {
+			c.buf = make([]byte, 32<<10)
+		}
+		n, err := c.src.Read(c.buf)
+		if n > 0 {
+			c.out = strconv.AppendInt(c.out[:0], int64(n), 16)
+			c.out = append(c.out, "\r\n"...)
+			c.out = append(c.out, c.buf[:n]...)
+			c.out = append(c.out, "\r\n"...)
+		}
+		if err == io.EOF {
+			c.out = append(c.out, "0\r\n\r\n"...)
+			c.done = true
+		} else if err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, c.out)
+	c.out = c.out[n:]
+	return n, nil
+}
+
+// fastReadAhead is the request body the fast path reads before its handler
+// runs; a longer body with a known length streams to the upstream.
+const fastReadAhead = 64 << 10
+
+// fastLogger sends fasthttp's own messages (malformed requests and the like)
+// to the engine's log at debug level, as net/http's are.
+type fastLogger struct{ l *slog.Logger }
+
+func (f fastLogger) Printf(format string, args ...any) {
+	f.l.Debug(fmt.Sprintf(format, args...), "server", "fasthttp")
+}

@@ -1,0 +1,378 @@
+package appliance
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sealgate/sealgate/appliance/problem"
+)
+
+// fastUpstream is a route's HTTP/1.1 upstream client for the fast path.
+type fastUpstream struct {
+	hc *fasthttp.HostClient
+}
+
+// fastEligible reports whether a route without active stages can be proxied
+// on the fast path: no sealing requirement, a plain-HTTP upstream without a
+// base path.
+func fastEligible(spec RouteSpec, u *url.URL) bool {
+	return spec.Seal != SealRequired &&
+		u.Scheme == "http" && (u.Path == "" || u.Path == "/") && u.RawQuery == "" && u.User == nil
+}
+
+func newFastUpstream(u *url.URL, lim Limits, timeout time.Duration) *fastUpstream {
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	dialer := &net.Dialer{Timeout: lim.DialTimeout, KeepAlive: 30 * time.Second}
+	hc := &fasthttp.HostClient{
+		Addr: addr,
+		Dial: func(addr string) (net.Conn, error) {
+			c, err := dialer.Dial("tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return &upstreamConn{Conn: c, timeout: timeout}, nil
+		},
+		MaxConns:                  8192,
+		MaxConnWaitTimeout:        lim.DialTimeout,
+		MaxIdleConnDuration:       90 * time.Second,
+		ReadBufferSize:            64 << 10, // largest upstream response header
+		WriteBufferSize:           16 << 10,
+		NoDefaultUserAgentHeader:  true,
+		DisablePathNormalizing:    true,
+		StreamResponseBody:        true,
+		MaxIdemponentCallAttempts: 2,
+		RetryIfErr:                retryStale,
+	}
+	return &fastUpstream{hc: hc}
+}
+
+// retryStale retries once an idempotent request whose pooled connection the
+// upstream had closed, as net/http's transport does. Timeouts are not
+// retried.
+func retryStale(req *fasthttp.Request, attempts int, err error) (bool, bool) {
+	if attempts > 1 || req.IsBodyStream() {
+		return false, false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false, false
+	}
+	h := &req.Header
+	idempotent := h.IsGet() || h.IsHead() || h.IsPut() || h.IsDelete() || h.IsOptions() || h.IsTrace()
+	stale := errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+	return false, idempotent && stale
+}
+
+// upstreamConn bounds each wait for the upstream: a request written arms the
+// read deadline (time to the response), and every read that returns data
+// re-arms it, so a silent gap longer than the route's upstream timeout
+// aborts the exchange (nginx's proxy_read_timeout), while a long response
+// that keeps flowing is not cut.
+type upstreamConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *upstreamConn) Write(b []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Write(b)
+}
+
+func (c *upstreamConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+	}
+	return n, err
+}
+
+// scratch is a reusable request for ServeMux lookups.
+type scratch struct {
+	r http.Request
+	u url.URL
+}
+
+var scratchPool = sync.Pool{New: func() any {
+	s := &scratch{}
+	s.r.URL = &s.u
+	return s
+}}
+
+// bstr views b as a string for a lookup that does not keep it.
+func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+const sealPrefix = "/.well-known/sealgate/"
+
+// fastRoute returns the route that serves ctx's request on the fast path, or
+// nil when net/http must serve it.
+func (l *listenerGen) fastRoute(ctx *fasthttp.RequestCtx) *route {
+	if !l.anyFast {
+		return nil
+	}
+	h := &ctx.Request.Header
+	uri := h.RequestURI()
+	if len(uri) == 0 || uri[0] != '/' || !h.IsHTTP11() {
+		return nil
+	}
+	path := uri
+	if i := bytes.IndexByte(uri, '?'); i >= 0 {
+		path = uri[:i]
+	}
+	if !plainPath(path) || bytes.HasPrefix(path, []byte(sealPrefix)) {
+		return nil
+	}
+	if len(h.Peek("Upgrade")) > 0 || len(h.Peek("Te")) > 0 || len(h.Peek("Trailer")) > 0 {
+		return nil
+	}
+	if c := h.Peek("Connection"); len(c) > 0 && !bytes.EqualFold(c, []byte("keep-alive")) && !bytes.EqualFold(c, []byte("close")) {
+		// Tokens naming other headers as hop-by-hop: net/http removes them.
+		return nil
+	}
+	s := scratchPool.Get().(*scratch)
+	s.r.Method = bstr(h.Method())
+	s.r.Host = bstr(h.Host())
+	s.u.Path = bstr(path)
+	hd, _ := l.mux.Handler(&s.r)
+	s.r.Method, s.r.Host, s.u.Path = "", "", ""
+	scratchPool.Put(s)
+	rt, _ := hd.(*route)
+	if rt == nil || rt.fast == nil {
+		return nil
+	}
+	return rt
+}
+
+// plainPath accepts paths that need no decoding or cleaning: unreserved
+// characters and a few sub-delimiters, no empty, "." or ".." segments.
+// net/http redirects or decodes anything else, so it serves those.
+func plainPath(p []byte) bool {
+	if len(p) == 0 || p[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '-' || c == '_' || c == '~' || c == ',' || c == '=' || c == ':' || c == '@':
+		case c == '/':
+			if i+1 < len(p) && p[i+1] == '/' {
+				return false
+			}
+		case c == '.':
+			// a segment "." or ".."
+			if p[i-1] == '/' && (i+1 == len(p) || p[i+1] == '/' || (p[i+1] == '.' && (i+2 == len(p) || p[i+2] == '/'))) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// hopRequest are the hop-by-hop request headers not forwarded (Connection
+// and Upgrade requests never reach the fast path with other meanings).
+var hopRequest = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization",
+	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+
+// hopResponse are the hop-by-hop response headers not forwarded.
+var hopResponse = []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Trailer", "Upgrade"}
+
+// serveFast is the fasthttp server's handler.
+func (e *Engine) serveFast(s *server, ctx *fasthttp.RequestCtx) {
+	g := e.gen.Load()
+	var rt *route
+	if l := g.listeners[s.name]; l != nil {
+		rt = l.fastRoute(ctx)
+	}
+	req := &ctx.Request
+	h := &req.Header
+	cl := h.ContentLength()
+	if rt != nil && req.IsBodyStream() && cl < 0 {
+		// A chunked body larger than the read-ahead: net/http's bounded
+		// read or streaming applies.
+		rt = nil
+	}
+	if rt == nil {
+		s.migrate(ctx)
+		return
+	}
+	start := time.Now()
+	id := e.newID()
+	fc, _ := ctx.Conn().(*fastConn)
+	var in int64
+	status := e.proxyFast(ctx, fc, rt, id, cl, &in)
+	dur := time.Since(start)
+	e.obs.observe(e.m, s.name, rt.spec.Name, status, dur)
+	if e.access != nil {
+		e.logFast(ctx, fc, s.name, rt, id, status, in, dur)
+	}
+}
+
+// proxyFast forwards one request and returns the status sent.
+func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id string, cl int, in *int64) int {
+	req := &ctx.Request
+	h := &req.Header
+	if h.ConnectionClose() {
+		// The client's wish ends its connection, not the upstream's.
+		h.ResetConnectionClose()
+		ctx.SetConnectionClose()
+	}
+	if int64(cl) > rt.maxBody {
+		ctx.SetConnectionClose()
+		return fastProblem(ctx, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(rt.maxBody, 10)+" bytes", id)
+	}
+	switch {
+	case cl > 0 && cl <= fastReadAhead:
+		// Read ahead already: forward it from memory.
+		*in = int64(len(req.Body()))
+	case cl > 0:
+		// A longer known length streams to the upstream; the header
+		// deadline does not apply to it.
+		if fc != nil {
+			fc.SetReadDeadline(time.Time{})
+		}
+		*in = int64(cl)
+	}
+	for _, k := range hopRequest {
+		h.Del(k)
+	}
+	if fc != nil {
+		h.Set("X-Forwarded-For", fc.clientIP())
+	}
+	h.SetBytesV("X-Forwarded-Host", h.Host())
+	h.Set("X-Forwarded-Proto", "https")
+	h.Set(headerRequestID, id)
+	req.UseHostHeader = true
+	req.URI().SetScheme("http")
+
+	resp := &ctx.Response
+	if err := rt.fast.hc.Do(req, resp); err != nil {
+		status, reason, detail := classifyFastError(err)
+		rt.m.UpstreamErrors.WithLabelValues(rt.spec.Name, reason).Inc()
+		return fastProblem(ctx, status, detail, id)
+	}
+	rh := &resp.Header
+	// The upstream closing its connection is the pool's business.
+	rh.ResetConnectionClose()
+	for _, k := range hopResponse {
+		rh.Del(k)
+	}
+	rh.Set(headerRequestID, id)
+	return resp.StatusCode()
+}
+
+// classifyFastError maps an upstream client error to the same statuses and
+// metric reasons as the net/http path.
+func classifyFastError(err error) (status int, reason, detail string) {
+	var op *net.OpError
+	var ne net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrDialTimeout), errors.Is(err, fasthttp.ErrNoFreeConns),
+		errors.As(err, &op) && op.Op == "dial":
+		return http.StatusBadGateway, "unreachable", "the upstream could not be reached"
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return http.StatusGatewayTimeout, "timeout", "the upstream did not answer in time"
+	case errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return http.StatusBadGateway, "reset", "the upstream closed the connection"
+	}
+	return http.StatusBadGateway, "bad_response", "the upstream's response was invalid"
+}
+
+// fastProblem writes an RFC 9457 problem response, the same bytes as
+// problem.Error on the net/http path.
+func fastProblem(ctx *fasthttp.RequestCtx, status int, detail, id string) int {
+	p := problem.New(status, "", detail)
+	p.RequestID = id
+	b, _ := json.Marshal(p)
+	b = append(b, '\n')
+	resp := &ctx.Response
+	resp.Reset()
+	resp.SetStatusCode(status)
+	rh := &resp.Header
+	rh.SetContentType(problem.ContentType)
+	rh.Set("Cache-Control", "no-store")
+	rh.Set("X-Content-Type-Options", "nosniff")
+	rh.Set(headerRequestID, id)
+	resp.SetBodyRaw(b)
+	return status
+}
+
+// clientIP is the client's address as text, computed once per connection.
+func (c *fastConn) clientIP() string {
+	if c.ip == "" {
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			c.ip = ap.Addr().Unmap().String()
+		} else {
+			c.ip = c.RemoteAddr().String()
+		}
+	}
+	return c.ip
+}
+
+// logFast writes the access line of a fast-path request, the same fields as
+// logAccess.
+func (e *Engine) logFast(ctx *fasthttp.RequestCtx, fc *fastConn, listener string, rt *route, id string, status int, in int64, dur time.Duration) {
+	bg := context.Background()
+	lh := e.access.Handler()
+	if !lh.Enabled(bg, slog.LevelInfo) {
+		return
+	}
+	resp := &ctx.Response
+	out := int64(resp.Header.ContentLength())
+	if out < 0 && !resp.IsBodyStream() {
+		out = int64(len(resp.Body()))
+	}
+	path := ctx.Request.Header.RequestURI()
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path = path[:i] // never the query: it may carry keys or tokens
+	}
+	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "access", 0)
+	client := ""
+	if fc != nil {
+		client = fc.RemoteAddr().String()
+	}
+	rec.AddAttrs(
+		slog.String("request_id", id),
+		slog.String("client", client),
+		slog.String("listener", listener),
+		slog.String("route", rt.spec.Name),
+		slog.String("method", string(ctx.Method())),
+		slog.String("host", string(ctx.Host())),
+		slog.String("path", string(path)),
+		slog.Int("status", status),
+		slog.Int64("bytes_in", in),
+		slog.Int64("bytes_out", out),
+		slog.Float64("duration_ms", float64(dur.Microseconds())/1000),
+		slog.String("proto", "HTTP/1.1"),
+		slog.Bool("sealed", false),
+		slog.String("upstream", rt.target.Host),
+	)
+	if fc != nil {
+		cs := fc.ConnectionState()
+		rec.AddAttrs(
+			slog.String("tls", tlsVersionName(cs.Version)),
+			slog.String("cipher", cipherSuiteName(cs.CipherSuite)),
+			slog.String("alpn", cs.NegotiatedProtocol))
+	}
+	lh.Handle(bg, rec)
+}
