@@ -92,6 +92,9 @@ type server struct {
 
 	limits          func() Limits
 	active          prometheus.Gauge
+	connsFast       prometheus.Counter
+	connsH2         prometheus.Counter
+	connsMoved      prometheus.Counter
 	handshakeOK     func(version uint16)
 	handshakeFailed func()
 }
@@ -157,6 +160,11 @@ func (e *Engine) Apply(spec Spec) error {
 	}
 	e.tickets.use(configs)
 	old := e.gen.Swap(g)
+	e.mu.Lock()
+	for _, srv := range e.servers {
+		srv.noFast.Store(spec.DisableFastPath)
+	}
+	e.mu.Unlock()
 	if old == nil {
 		go e.tickets.run(g.limits.TicketRotation, e.stop)
 	} else {
@@ -576,6 +584,9 @@ func (e *Engine) logAccess(r *http.Request, info *reqctx.Info, sw *statusWriter,
 // once, for the accept loop and both servers.
 func (e *Engine) connMetrics(listener string, s *server) {
 	s.active = e.m.ActiveConns.WithLabelValues(listener)
+	s.connsFast = e.m.Connections.WithLabelValues(listener, "http1_fast")
+	s.connsH2 = e.m.Connections.WithLabelValues(listener, "http2")
+	s.connsMoved = e.m.Connections.WithLabelValues(listener, "http1_full")
 	ok13 := e.m.TLSHandshakes.WithLabelValues(listener, "1.3", "ok")
 	ok12 := e.m.TLSHandshakes.WithLabelValues(listener, "1.2", "ok")
 	s.handshakeOK = func(v uint16) {

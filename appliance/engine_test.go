@@ -19,11 +19,13 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/appliance/blocker"
+	"github.com/sealgate/sealgate/appliance/metrics"
 	"github.com/sealgate/sealgate/internal/testpki"
 )
 
 type fixture struct {
 	e        *Engine
+	m        *metrics.Metrics
 	addr     string
 	ca       *testpki.CA
 	upstream *httptest.Server
@@ -35,6 +37,13 @@ type fixture struct {
 // newFixture starts an upstream and an engine with one listener "api" and
 // one route "r" to that upstream; mod may change the spec first.
 func newFixture(t testing.TB, upstream http.Handler, mod func(*Spec, *testpki.CA)) *fixture {
+	t.Helper()
+	return newFixtureOpts(t, upstream, mod, Options{})
+}
+
+// newFixtureOpts is newFixture with engine options (metrics are always
+// real, in f.m).
+func newFixtureOpts(t testing.TB, upstream http.Handler, mod func(*Spec, *testpki.CA), o Options) *fixture {
 	t.Helper()
 	f := &fixture{ca: testpki.NewCA(t, "test")}
 	if upstream == nil {
@@ -57,7 +66,11 @@ func newFixture(t testing.TB, upstream http.Handler, mod func(*Spec, *testpki.CA
 	if mod != nil {
 		mod(&f.spec, f.ca)
 	}
-	f.e = New(Options{})
+	if o.Metrics == nil {
+		o.Metrics = metrics.New()
+	}
+	f.m = o.Metrics
+	f.e = New(o)
 	if err := f.e.Apply(f.spec); err != nil {
 		t.Fatal(err)
 	}

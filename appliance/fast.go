@@ -169,12 +169,18 @@ func (e *Engine) handshake(s *server, gc *guardedConn) {
 	cs := tc.ConnectionState()
 	s.handshakeOK(cs.Version)
 	if cs.NegotiatedProtocol == "h2" || s.noFast.Load() {
+		if cs.NegotiatedProtocol == "h2" {
+			s.connsH2.Inc()
+		} else {
+			s.connsMoved.Inc()
+		}
 		if !s.h2.push(tc) {
 			tc.Close()
 			s.closed(gc)
 		}
 		return
 	}
+	s.connsFast.Inc()
 	if !s.h1.push(&fastConn{Conn: tc, gc: gc}) {
 		tc.Close()
 		s.closed(gc)
@@ -225,6 +231,7 @@ func (s *server) migrate(ctx *fasthttp.RequestCtx) {
 			state: fc.ConnectionState(),
 			done:  make(chan struct{}),
 		}
+		s.connsMoved.Inc()
 		if !s.h2.push(mc) {
 			fc.Conn.Close()
 			s.closed(fc.gc)

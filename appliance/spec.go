@@ -15,8 +15,8 @@ type Spec struct {
 	Limits      Limits
 	// AccessLog enables one log line per request.
 	AccessLog bool
-	// DisableFastPath serves HTTP/1.1 with net/http too (see fast.go); it
-	// takes effect for listeners started after it is applied.
+	// DisableFastPath serves HTTP/1.1 with net/http too (see fast.go), for
+	// connections accepted after it is applied.
 	DisableFastPath bool
 }
 

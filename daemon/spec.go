@@ -19,6 +19,8 @@ func (d *Daemon) buildSpec(cfg *config.Config) (_ appliance.Spec, err error) {
 	spec := appliance.Spec{
 		TLS12Suites: d.profile.TLS12Suites,
 		AccessLog:   cfg.Daemon.AccessLog == "stdout",
+		// The fast path is on unless the config turns it off.
+		DisableFastPath: cfg.Limits.HTTP1FastPath != nil && !*cfg.Limits.HTTP1FastPath,
 		Limits: appliance.Limits{
 			MaxHeaderBytes:    int(cfg.Limits.MaxHeaderBytes),
 			ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout.D(),

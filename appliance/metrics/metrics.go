@@ -17,6 +17,7 @@ type Metrics struct {
 	TLSHandshakes   *prometheus.CounterVec   // listener, version, result
 	UpstreamErrors  *prometheus.CounterVec   // route, reason
 	ActiveConns     *prometheus.GaugeVec     // listener
+	Connections     *prometheus.CounterVec   // listener, server
 
 	SealSessions prometheus.Counter
 	SealRecords  *prometheus.CounterVec // direction
@@ -49,6 +50,10 @@ func New() *Metrics {
 		ActiveConns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sealgate_active_connections", Help: "Open client connections by listener.",
 		}, []string{"listener"}),
+		Connections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sealgate_connections_total",
+			Help: "Client connections by listener and the server that took them: http1_fast (HTTP/1.1 on the fast path), http2, http1_full (HTTP/1.1 served by net/http: moved there by a request the fast path does not serve, or the fast path is off).",
+		}, []string{"listener", "server"}),
 		SealSessions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sealgate_seal_sessions_total", Help: "Sealed sessions opened.",
 		}),
@@ -71,7 +76,7 @@ func New() *Metrics {
 			Name: "sealgate_alerts_total", Help: "Anomaly alerts raised, by kind.",
 		}, []string{"kind"}),
 	}
-	r.MustRegister(m.Requests, m.RequestDuration, m.TLSHandshakes, m.UpstreamErrors, m.ActiveConns,
+	r.MustRegister(m.Requests, m.RequestDuration, m.TLSHandshakes, m.UpstreamErrors, m.ActiveConns, m.Connections,
 		m.SealSessions, m.SealRecords, m.SealRejects, m.PolicyDenials, m.DLPFindings, m.WAFMatches, m.Alerts)
 	return m
 }

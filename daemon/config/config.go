@@ -83,6 +83,9 @@ type Limits struct {
 	DialTimeout       Duration `toml:"dial_timeout"`
 	UpstreamTimeout   Duration `toml:"upstream_timeout"`
 	TicketRotation    Duration `toml:"ticket_rotation"`
+	// HTTP1FastPath serves HTTP/1.1 requests of routes without active stages
+	// on the fast path (default true); false: net/http serves every request.
+	HTTP1FastPath *bool `toml:"http1_fast_path"`
 }
 
 // Listener is one [[listener]].

@@ -1,0 +1,299 @@
+package appliance
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sealgate/sealgate/internal/testpki"
+	itest "github.com/sealgate/sealgate/internal/testutil"
+)
+
+// conns reads sealgate_connections_total for listener "api".
+func (f *fixture) conns(server string) int {
+	return int(testutil.ToFloat64(f.m.Connections.WithLabelValues("api", server)))
+}
+
+// rawConn is one HTTP/1.1 TLS connection to the fixture, for sending several
+// requests over the same connection.
+type rawConn struct {
+	t  *testing.T
+	c  *tls.Conn
+	br *bufio.Reader
+}
+
+func (f *fixture) dialH1(t *testing.T) *rawConn {
+	t.Helper()
+	c, err := tls.Dial("tcp", f.addr, &tls.Config{RootCAs: f.ca.Pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawConn{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+// do writes req on the connection and reads the response whole.
+func (rc *rawConn) do(req *http.Request) (*http.Response, []byte) {
+	rc.t.Helper()
+	if err := req.Write(rc.c); err != nil {
+		rc.t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(rc.br, req)
+	if err != nil {
+		rc.t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		rc.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp, body
+}
+
+func TestFastPathForwarding(t *testing.T) {
+	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Keep-Alive", "timeout=5") // hop-by-hop: not for the client
+		w.Header().Set("X-Upstream", "yes")
+		fmt.Fprint(w, `{"ok":true}`)
+	}), nil)
+	req, _ := http.NewRequest("GET", f.url("/api/items?a=1&b=%2F&c"), nil)
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	req.Header.Set("Forwarded", "for=203.0.113.9")
+	req.Header.Set("Keep-Alive", "timeout=1")
+	req.Header.Set("Proxy-Authorization", "Basic c2VjcmV0")
+	req.Header.Set("X-Custom", "kept")
+	resp, err := f.client(false).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != `{"ok":true}` {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	if got := f.conns("http1_fast"); got != 1 {
+		t.Fatalf("http1_fast connections %d, want 1 (the request did not take the fast path)", got)
+	}
+	if got := f.conns("http1_full"); got != 0 {
+		t.Fatalf("http1_full connections %d, want 0", got)
+	}
+	up := f.lastReq.Load()
+	for k, want := range map[string]string{
+		"X-Forwarded-For":     "127.0.0.1",
+		"X-Forwarded-Proto":   "https",
+		"X-Forwarded-Host":    f.addr,
+		"Forwarded":           "",
+		"Keep-Alive":          "",
+		"Proxy-Authorization": "",
+		"X-Custom":            "kept",
+		"X-Request-Id":        resp.Header.Get("X-Request-Id"),
+	} {
+		if got := up.Header.Get(k); got != want {
+			t.Errorf("upstream saw %s %q, want %q", k, got, want)
+		}
+	}
+	if up.Host != f.addr || up.URL.RawQuery != "a=1&b=%2F&c" || up.URL.Path != "/api/items" {
+		t.Errorf("upstream saw host %q path %q query %q", up.Host, up.URL.Path, up.URL.RawQuery)
+	}
+	if resp.Header.Get("X-Request-Id") == "" || resp.Header.Get("Keep-Alive") != "" || resp.Header.Get("X-Upstream") != "yes" {
+		t.Errorf("response headers %v", resp.Header)
+	}
+	if s := resp.Header.Get("Server"); s != "" {
+		t.Errorf("the engine announced a server %q", s)
+	}
+	if n := testutil.ToFloat64(f.m.Requests.WithLabelValues("api", "r", "200")); n != 1 {
+		t.Errorf("sealgate_requests_total{route=r,code=200} = %v, want 1", n)
+	}
+}
+
+// markStage is a stage that proves it ran and saw the TLS state.
+func markStage(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Stage", "ran")
+		if r.TLS != nil && r.TLS.HandshakeComplete {
+			w.Header().Set("X-Stage-TLS", tlsVersionName(r.TLS.Version))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func TestFastPathMovesConnectionForStagedRoute(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []string
+	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, r.Method+" "+r.URL.Path+" "+string(b))
+		mu.Unlock()
+		fmt.Fprintf(w, "%s %s", r.Method, r.URL.Path)
+	}), func(s *Spec, _ *testpki.CA) {
+		s.Routes = append(s.Routes, RouteSpec{Name: "staged", Listener: "api", Match: "/staged/", Upstream: s.Routes[0].Upstream,
+			Stages: []func(http.Handler) http.Handler{markStage}})
+	})
+	rc := f.dialH1(t)
+	steps := []struct {
+		method, path, body string
+		staged             bool
+	}{
+		{"GET", "/a", "", false},
+		{"POST", "/staged/x", "hello", true},
+		{"GET", "/b", "", false},
+		{"PUT", "/staged/y", "again", true},
+	}
+	for _, st := range steps {
+		req, _ := http.NewRequest(st.method, f.url(st.path), strings.NewReader(st.body))
+		resp, body := rc.do(req)
+		if resp.StatusCode != 200 || string(body) != st.method+" "+st.path {
+			t.Fatalf("%s %s: %d %q", st.method, st.path, resp.StatusCode, body)
+		}
+		if got := resp.Header.Get("X-Stage") == "ran"; got != st.staged {
+			t.Fatalf("%s %s: stage ran %v, want %v", st.method, st.path, got, st.staged)
+		}
+		if st.staged && resp.Header.Get("X-Stage-TLS") != "1.3" {
+			t.Fatalf("%s %s: the stage saw no TLS state on a moved connection", st.method, st.path)
+		}
+	}
+	if fast, full := f.conns("http1_fast"), f.conns("http1_full"); fast != 1 || full != 1 {
+		t.Fatalf("connections fast %d full %d, want 1 and 1 (one connection, moved once)", fast, full)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"GET /a ", "POST /staged/x hello", "GET /b ", "PUT /staged/y again"}
+	if strings.Join(bodies, "|") != strings.Join(want, "|") {
+		t.Fatalf("upstream saw %q, want %q", bodies, want)
+	}
+}
+
+func TestFastPathBodies(t *testing.T) {
+	big := make([]byte, 5<<20)
+	rand.Read(big)
+	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/download" {
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Write(big)
+			return
+		}
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		fmt.Fprintf(w, "%d %x", len(b), b[len(b)-8:])
+	}), func(s *Spec, _ *testpki.CA) { s.Routes[0].MaxBody = 8 << 20 })
+	c := f.client(false)
+
+	resp, err := c.Get(f.url("/download"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("download: %d bytes, err %v; want the upstream's %d bytes", len(got), err, len(big))
+	}
+
+	for _, tt := range []struct {
+		name    string
+		n       int
+		chunked bool
+		moved   bool
+	}{
+		{"small known length", 1000, false, false},
+		{"known length beyond the read-ahead streams", 3 << 20, false, false},
+		{"chunked moves to net/http", 300 << 10, true, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := f.conns("http1_full")
+			var body io.Reader = bytes.NewReader(big[:tt.n])
+			if tt.chunked {
+				body = io.MultiReader(body) // hides the length
+			}
+			req, _ := http.NewRequest("POST", f.url("/upload"), body)
+			if !tt.chunked {
+				req.ContentLength = int64(tt.n)
+			}
+			resp, err := f.client(false).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := fmt.Sprintf("%d %x", tt.n, big[tt.n-8:tt.n]); resp.StatusCode != 200 || string(out) != want {
+				t.Fatalf("got %d %q, want 200 %q", resp.StatusCode, out, want)
+			}
+			if moved := f.conns("http1_full") > before; moved != tt.moved {
+				t.Fatalf("moved to net/http %v, want %v", moved, tt.moved)
+			}
+		})
+	}
+}
+
+func TestFastPathAccessLog(t *testing.T) {
+	var buf itest.SyncBuffer
+	f := newFixtureOpts(t, nil, nil, Options{AccessLog: slog.New(slog.NewJSONHandler(&buf, nil))})
+	resp, err := f.client(false).Get(f.url("/api/orders?token=s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if f.conns("http1_fast") != 1 {
+		t.Fatal("the request did not take the fast path")
+	}
+	line := strings.TrimSpace(buf.String())
+	if strings.Contains(line, "s3cret") || strings.Contains(line, "token") {
+		t.Fatalf("the access log has the query: %s", line)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(line), &rec); err != nil {
+		t.Fatalf("access line %q: %v", line, err)
+	}
+	for k, want := range map[string]any{
+		"msg": "access", "route": "r", "listener": "api", "method": "GET", "path": "/api/orders",
+		"status": float64(200), "bytes_out": float64(len(body)), "bytes_in": float64(0), "proto": "HTTP/1.1",
+		"tls": "1.3", "alpn": "http/1.1", "request_id": resp.Header.Get("X-Request-Id"), "upstream": strings.TrimPrefix(f.upstream.URL, "http://"),
+	} {
+		if rec[k] != want {
+			t.Errorf("access %s = %v, want %v", k, rec[k], want)
+		}
+	}
+	if c, _ := rec["client"].(string); !strings.HasPrefix(c, "127.0.0.1:") {
+		t.Errorf("access client %q", c)
+	}
+}
+
+func TestFastPathOff(t *testing.T) {
+	f := newFixture(t, nil, func(s *Spec, _ *testpki.CA) { s.DisableFastPath = true })
+	resp, err := f.client(false).Get(f.url("/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || f.conns("http1_fast") != 0 || f.conns("http1_full") != 1 {
+		t.Fatalf("status %d, fast %d, full %d; want 200 served by net/http only", resp.StatusCode, f.conns("http1_fast"), f.conns("http1_full"))
+	}
+}
+
+func TestPlainPath(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/": true, "/api/v1/items": true, "/a-b_c~d,e=f:g@h": true, "/file.json": true, "/.well-known/x": true, "/a/..b": true,
+		"": false, "x": false, "//a": false, "/a//b": false, "/a/./b": false, "/a/../b": false, "/a/..": false, "/.": false,
+		"/%2e%2e/x": false, "/a b": false, "/a?b": false, "/a+b": false, "/a;b": false,
+	} {
+		if got := plainPath([]byte(p)); got != want {
+			t.Errorf("plainPath(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
