@@ -71,7 +71,8 @@ type listenerGen struct {
 	handler http.Handler
 	mux     *http.ServeMux
 	routes  []*route
-	anyFast bool // some route can be served on the fast path
+	anyFast bool   // some route can be served on the fast path
+	only    *route // the listener's one route, when it matches every request
 }
 
 type server struct {
@@ -218,7 +219,7 @@ func (e *Engine) compile(spec Spec) (g *generation, err error) {
 			hasRoot[rs.Listener] = true
 		}
 		l.routes = append(l.routes, rt)
-		if rt.fast != nil {
+		if rt.fastServe {
 			l.anyFast = true
 		}
 	}
@@ -238,6 +239,9 @@ func (e *Engine) compile(spec Spec) (g *generation, err error) {
 		}
 		l.handler = h
 		l.mux = mux
+		if len(l.routes) == 1 && l.routes[0].spec.Match == "/" {
+			l.only = l.routes[0]
+		}
 	}
 	return g, nil
 }

@@ -296,18 +296,24 @@ func TestUpstreamFailures(t *testing.T) {
 			t.Errorf("problem leaks internals: %s", s)
 		}
 	})
-	t.Run("slow upstream 504", func(t *testing.T) {
-		f := newFixture(t, slow, func(s *Spec, _ *testpki.CA) { s.Routes[0].UpstreamTimeout = 200 * time.Millisecond })
-		resp, err := f.client(true).Get(f.url("/x"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusGatewayTimeout {
-			t.Fatalf("status %d, want 504", resp.StatusCode)
-		}
-		decodeProblem(t, resp)
-	})
+	for _, h2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("slow upstream 504 h2=%v", h2), func(t *testing.T) {
+			f := newFixture(t, slow, func(s *Spec, _ *testpki.CA) { s.Routes[0].UpstreamTimeout = 200 * time.Millisecond })
+			start := time.Now()
+			resp, err := f.client(h2).Get(f.url("/x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusGatewayTimeout {
+				t.Fatalf("status %d, want 504", resp.StatusCode)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("504 after %s; the upstream timeout is 200ms", d)
+			}
+			decodeProblem(t, resp)
+		})
+	}
 }
 
 func TestSlowHeaderClientCutOff(t *testing.T) {

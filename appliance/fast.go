@@ -134,7 +134,13 @@ func (e *Engine) acceptLoop(s *server) {
 			return
 		}
 		delay = 0
-		go e.handshake(s, c.(*guardedConn))
+		// Counted before the handshake starts, so a drain that begins now
+		// waits for this connection's first request.
+		gc := c.(*guardedConn)
+		s.active.Inc()
+		s.fresh.Add(1)
+		gc.fresh.Store(true)
+		go e.handshake(s, gc)
 	}
 }
 
@@ -152,9 +158,6 @@ func temporaryAccept(err error) bool {
 // handshake completes TLS within the read-header timeout, counts it, and
 // hands the connection to the server its ALPN protocol belongs to.
 func (e *Engine) handshake(s *server, gc *guardedConn) {
-	s.active.Inc()
-	s.fresh.Add(1)
-	gc.fresh.Store(true)
 	tc := tls.Server(gc, s.base)
 	lim := s.limits()
 	tc.SetDeadline(time.Now().Add(lim.ReadHeaderTimeout))

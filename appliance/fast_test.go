@@ -61,7 +61,16 @@ func (rc *rawConn) do(req *http.Request) (*http.Response, []byte) {
 	return resp, body
 }
 
+// TestFastPathForwarding checks what the upstream and the client see through
+// both sides of the fast upstream client: the fasthttp server (HTTP/1.1) and
+// the net/http forwarder (h2).
 func TestFastPathForwarding(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("h2=%v", h2), func(t *testing.T) { testForwarding(t, h2) })
+	}
+}
+
+func testForwarding(t *testing.T, h2 bool) {
 	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Keep-Alive", "timeout=5") // hop-by-hop: not for the client
@@ -74,7 +83,7 @@ func TestFastPathForwarding(t *testing.T) {
 	req.Header.Set("Keep-Alive", "timeout=1")
 	req.Header.Set("Proxy-Authorization", "Basic c2VjcmV0")
 	req.Header.Set("X-Custom", "kept")
-	resp, err := f.client(false).Do(req)
+	resp, err := f.client(h2).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,11 +92,12 @@ func TestFastPathForwarding(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != `{"ok":true}` {
 		t.Fatalf("got %d %q", resp.StatusCode, body)
 	}
-	if got := f.conns("http1_fast"); got != 1 {
-		t.Fatalf("http1_fast connections %d, want 1 (the request did not take the fast path)", got)
+	wantFast, wantH2 := 1, 0
+	if h2 {
+		wantFast, wantH2 = 0, 1
 	}
-	if got := f.conns("http1_full"); got != 0 {
-		t.Fatalf("http1_full connections %d, want 0", got)
+	if fast, full, h2c := f.conns("http1_fast"), f.conns("http1_full"), f.conns("http2"); fast != wantFast || full != 0 || h2c != wantH2 {
+		t.Fatalf("connections fast %d full %d http2 %d, want %d 0 %d", fast, full, h2c, wantFast, wantH2)
 	}
 	up := f.lastReq.Load()
 	for k, want := range map[string]string{

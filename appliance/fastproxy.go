@@ -27,12 +27,11 @@ type fastUpstream struct {
 	hc *fasthttp.HostClient
 }
 
-// fastEligible reports whether a route without active stages can be proxied
-// on the fast path: no sealing requirement, a plain-HTTP upstream without a
-// base path.
-func fastEligible(spec RouteSpec, u *url.URL) bool {
-	return spec.Seal != SealRequired &&
-		u.Scheme == "http" && (u.Path == "" || u.Path == "/") && u.RawQuery == "" && u.User == nil
+// fastUpstreamOK reports whether the fasthttp client can reach an upstream:
+// plain HTTP without a base path (HTTPS upstreams keep net/http's transport,
+// which also speaks h2 to them).
+func fastUpstreamOK(u *url.URL) bool {
+	return u.Scheme == "http" && (u.Path == "" || u.Path == "/") && u.RawQuery == "" && u.User == nil
 }
 
 func newFastUpstream(u *url.URL, lim Limits, timeout time.Duration) *fastUpstream {
@@ -90,19 +89,30 @@ func retryStale(req *fasthttp.Request, attempts int, err error) (bool, bool) {
 type upstreamConn struct {
 	net.Conn
 	timeout time.Duration
+	armed   time.Time // when the read deadline was last set
 }
 
 func (c *upstreamConn) Write(b []byte) (int, error) {
-	c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+	c.arm(time.Now())
 	return c.Conn.Write(b)
 }
 
 func (c *upstreamConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
-		c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+		// Re-arming costs a timer update; doing it once half the timeout
+		// has passed keeps every silent gap bounded by 1.5× the timeout
+		// at most, and a short exchange re-arms nothing.
+		if now := time.Now(); now.Sub(c.armed) > c.timeout/2 {
+			c.arm(now)
+		}
 	}
 	return n, err
+}
+
+func (c *upstreamConn) arm(now time.Time) {
+	c.armed = now
+	c.Conn.SetReadDeadline(now.Add(c.timeout))
 }
 
 // scratch is a reusable request for ServeMux lookups.
@@ -147,6 +157,13 @@ func (l *listenerGen) fastRoute(ctx *fasthttp.RequestCtx) *route {
 		// Tokens naming other headers as hop-by-hop: net/http removes them.
 		return nil
 	}
+	if l.only != nil {
+		// The listener's one route matches every request.
+		if !l.only.fastServe {
+			return nil
+		}
+		return l.only
+	}
 	s := scratchPool.Get().(*scratch)
 	s.r.Method = bstr(h.Method())
 	s.r.Host = bstr(h.Host())
@@ -155,7 +172,7 @@ func (l *listenerGen) fastRoute(ctx *fasthttp.RequestCtx) *route {
 	s.r.Method, s.r.Host, s.u.Path = "", "", ""
 	scratchPool.Put(s)
 	rt, _ := hd.(*route)
-	if rt == nil || rt.fast == nil {
+	if rt == nil || !rt.fastServe {
 		return nil
 	}
 	return rt
@@ -196,6 +213,19 @@ var hopRequest = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy
 
 // hopResponse are the hop-by-hop response headers not forwarded.
 var hopResponse = []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Trailer", "Upgrade"}
+
+// hopIndex returns the index of header name k in names, or -1.
+func hopIndex(k []byte, names []string) int {
+	if len(k) < 7 { // shorter than every name in both lists
+		return -1
+	}
+	for i, n := range names {
+		if len(n) == len(k) && bytes.EqualFold(k, []byte(n)) {
+			return i
+		}
+	}
+	return -1
+}
 
 // serveFast is the fasthttp server's handler.
 func (e *Engine) serveFast(s *server, ctx *fasthttp.RequestCtx) {
@@ -253,8 +283,17 @@ func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id
 		}
 		*in = int64(cl)
 	}
-	for _, k := range hopRequest {
-		h.Del(k)
+	// Most requests carry none of these; look once, delete what is there.
+	var present uint
+	for k := range h.All() {
+		if i := hopIndex(k, hopRequest); i >= 0 {
+			present |= 1 << i
+		}
+	}
+	for i, k := range hopRequest {
+		if present&(1<<i) != 0 {
+			h.Del(k)
+		}
 	}
 	if fc != nil {
 		h.Set("X-Forwarded-For", fc.clientIP())
@@ -274,8 +313,16 @@ func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id
 	rh := &resp.Header
 	// The upstream closing its connection is the pool's business.
 	rh.ResetConnectionClose()
-	for _, k := range hopResponse {
-		rh.Del(k)
+	var inResp uint
+	for k := range rh.All() {
+		if i := hopIndex(k, hopResponse); i >= 0 {
+			inResp |= 1 << i
+		}
+	}
+	for i, k := range hopResponse {
+		if inResp&(1<<i) != 0 {
+			rh.Del(k)
+		}
 	}
 	rh.Set(headerRequestID, id)
 	return resp.StatusCode()
@@ -375,4 +422,23 @@ func (e *Engine) logFast(ctx *fasthttp.RequestCtx, fc *fastConn, listener string
 			slog.String("alpn", cs.NegotiatedProtocol))
 	}
 	lh.Handle(bg, rec)
+}
+
+// SetReadDeadline keeps the read deadline the connection arms itself: the
+// client library clears it after writing a request, which would leave the
+// wait for the response unbounded. A deadline it sets (to interrupt a read)
+// still applies.
+func (c *upstreamConn) SetReadDeadline(t time.Time) error {
+	if t.IsZero() {
+		return nil
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetDeadline: see SetReadDeadline.
+func (c *upstreamConn) SetDeadline(t time.Time) error {
+	if t.IsZero() {
+		return c.Conn.SetWriteDeadline(t)
+	}
+	return c.Conn.SetDeadline(t)
 }

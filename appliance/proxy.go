@@ -34,8 +34,10 @@ type route struct {
 	spec      RouteSpec
 	target    *url.URL
 	transport *http.Transport
-	handler   http.Handler  // stages + proxy
-	fast      *fastUpstream // nil: the route is served by net/http only
+	handler   http.Handler // stages + proxy
+	rp        *httputil.ReverseProxy
+	fast      *fastUpstream // plain-HTTP upstream client; nil: rp only
+	fastServe bool          // no active stages: the fasthttp server proxies it itself
 	m         *metrics.Metrics
 	maxBody   int64
 }
@@ -92,16 +94,20 @@ func newRoute(spec RouteSpec, lim Limits, m *metrics.Metrics) (*route, error) {
 		BufferPool:   proxyBuffers,
 		ErrorLog:     nil,
 	}
-	var h http.Handler = rp
+	rt.rp = rp
+	var inner http.Handler = rp
+	if fastUpstreamOK(u) {
+		rt.fast = newFastUpstream(u, lim, timeout)
+		inner = &forwarder{rt}
+	}
+	h := inner
 	for i := len(spec.Stages) - 1; i >= 0; i-- {
 		h = spec.Stages[i](h)
 	}
 	rt.handler = h
 	// Stages that are off return the handler they wrap, so h is the proxy
 	// itself exactly when no stage does anything on this route.
-	if h == http.Handler(rp) && fastEligible(spec, u) {
-		rt.fast = newFastUpstream(u, lim, timeout)
-	}
+	rt.fastServe = rt.fast != nil && h == inner && spec.Seal != SealRequired
 	return rt, nil
 }
 
