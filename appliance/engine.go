@@ -73,6 +73,11 @@ type listenerGen struct {
 	routes  []*route
 	anyFast bool   // some route can be served on the fast path
 	only    *route // the listener's one route, when it matches every request
+	// h1Fast: HTTP/1.1 connections start on the fast path. Off when no
+	// route is fast, or when a route's max_body is above what the fast path
+	// reads ahead (it buffers request bodies; net/http streams them).
+	h1Fast  bool
+	maxBody int64 // the largest max_body of the listener's routes
 }
 
 type server struct {
@@ -92,6 +97,7 @@ type server struct {
 	noFast   atomic.Bool // every connection goes to net/http
 
 	limits          func() Limits
+	listener        func() *listenerGen // current generation's, or nil
 	active          prometheus.Gauge
 	connsFast       prometheus.Counter
 	connsH2         prometheus.Counter
@@ -242,6 +248,13 @@ func (e *Engine) compile(spec Spec) (g *generation, err error) {
 		if len(l.routes) == 1 && l.routes[0].spec.Match == "/" {
 			l.only = l.routes[0]
 		}
+		l.h1Fast = l.anyFast
+		for _, rt := range l.routes {
+			l.maxBody = max(l.maxBody, rt.maxBody)
+			if rt.maxBody > maxBufferedBody {
+				l.h1Fast = false
+			}
+		}
 	}
 	return g, nil
 }
@@ -318,8 +331,9 @@ func (e *Engine) Serve(name string, ln net.Listener) error {
 		WriteBufferSize:               16 << 10,
 		ReadTimeout:                   lim.ReadHeaderTimeout,
 		IdleTimeout:                   lim.IdleTimeout,
-		MaxRequestBodySize:            fastReadAhead,
-		StreamRequestBody:             true,
+		MaxRequestBodySize:            maxBufferedBody,
+		HeaderReceived:                s.headerReceived,
+		ErrorHandler:                  fastError,
 		DisablePreParseMultipartForm:  true,
 		ReduceMemoryUsage:             true,
 		KeepHijackedConns:             true,
@@ -610,6 +624,12 @@ func (e *Engine) connMetrics(listener string, s *server) {
 			return g.limits
 		}
 		return Limits{}.withDefaults()
+	}
+	s.listener = func() *listenerGen {
+		if g := e.gen.Load(); g != nil {
+			return g.listeners[listener]
+		}
+		return nil
 	}
 }
 

@@ -171,7 +171,8 @@ func (e *Engine) handshake(s *server, gc *guardedConn) {
 	tc.SetDeadline(time.Time{})
 	cs := tc.ConnectionState()
 	s.handshakeOK(cs.Version)
-	if cs.NegotiatedProtocol == "h2" || s.noFast.Load() {
+	l := s.listener()
+	if cs.NegotiatedProtocol == "h2" || s.noFast.Load() || l == nil || !l.h1Fast {
 		if cs.NegotiatedProtocol == "h2" {
 			s.connsH2.Inc()
 		} else {
@@ -326,9 +327,33 @@ func (c *chunker) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// fastReadAhead is the request body the fast path reads before its handler
-// runs; a longer body with a known length streams to the upstream.
-const fastReadAhead = 64 << 10
+// headerReceived bounds the body fasthttp reads before the handler runs by
+// the listener's largest max_body (at most maxBufferedBody, or the listener
+// is not on the fast path): a declared length above it is refused before
+// its body is read; each route's own limit is checked in the handler.
+func (s *server) headerReceived(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if l := s.listener(); l != nil && l.maxBody > 0 {
+		return fasthttp.RequestConfig{MaxRequestBodySize: int(l.maxBody)}
+	}
+	return fasthttp.RequestConfig{}
+}
+
+// fastError answers what fasthttp refuses before the handler runs, as
+// net/http's side does: problem+json, nothing about internals.
+func fastError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.As(err, &small):
+		fastProblem(ctx, 431, "request header fields too large", "")
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		fastProblem(ctx, 413, "request body too large", "")
+	case errors.As(err, &ne) && ne.Timeout():
+		fastProblem(ctx, 408, "the request was not received in time", "")
+	default:
+		fastProblem(ctx, 400, "the request could not be parsed", "")
+	}
+}
 
 // fastLogger sends fasthttp's own messages (malformed requests and the like)
 // to the engine's log at debug level, as net/http's are.

@@ -221,8 +221,8 @@ func TestFastPathBodies(t *testing.T) {
 		moved   bool
 	}{
 		{"small known length", 1000, false, false},
-		{"known length beyond the read-ahead streams", 3 << 20, false, false},
-		{"chunked moves to net/http", 300 << 10, true, true},
+		{"3 MiB known length", 3 << 20, false, false},
+		{"300 KiB chunked", 300 << 10, true, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			before := f.conns("http1_full")
@@ -248,6 +248,36 @@ func TestFastPathBodies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLargeBodyListenerUsesNetHTTP: the fast path reads request bodies
+// whole (at most 8 MiB); a listener whose routes allow more serves
+// HTTP/1.1 with net/http, which streams them.
+func TestLargeBodyListenerUsesNetHTTP(t *testing.T) {
+	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, n)
+	}), func(s *Spec, _ *testpki.CA) { s.Routes[0].MaxBody = 64 << 20 })
+	const size = 20 << 20
+	resp, err := f.client(false).Post(f.url("/upload"), "application/octet-stream", io.LimitReader(zeros{}, size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != fmt.Sprint(size) {
+		t.Fatalf("got %d %q, want 200 %d", resp.StatusCode, body, size)
+	}
+	if f.conns("http1_fast") != 0 || f.conns("http1_full") != 1 {
+		t.Fatalf("fast %d full %d, want the connection on net/http from the start", f.conns("http1_fast"), f.conns("http1_full"))
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
 
 func TestFastPathAccessLog(t *testing.T) {

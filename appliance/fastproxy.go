@@ -234,14 +234,6 @@ func (e *Engine) serveFast(s *server, ctx *fasthttp.RequestCtx) {
 	if l := g.listeners[s.name]; l != nil {
 		rt = l.fastRoute(ctx)
 	}
-	req := &ctx.Request
-	h := &req.Header
-	cl := h.ContentLength()
-	if rt != nil && req.IsBodyStream() && cl < 0 {
-		// A chunked body larger than the read-ahead: net/http's bounded
-		// read or streaming applies.
-		rt = nil
-	}
 	if rt == nil {
 		s.migrate(ctx)
 		return
@@ -250,7 +242,7 @@ func (e *Engine) serveFast(s *server, ctx *fasthttp.RequestCtx) {
 	id := e.newID()
 	fc, _ := ctx.Conn().(*fastConn)
 	var in int64
-	status := e.proxyFast(ctx, fc, rt, id, cl, &in)
+	status := e.proxyFast(ctx, fc, rt, id, &in)
 	dur := time.Since(start)
 	e.obs.observe(e.m, s.name, rt.spec.Name, status, dur)
 	if e.access != nil {
@@ -259,7 +251,7 @@ func (e *Engine) serveFast(s *server, ctx *fasthttp.RequestCtx) {
 }
 
 // proxyFast forwards one request and returns the status sent.
-func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id string, cl int, in *int64) int {
+func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id string, in *int64) int {
 	req := &ctx.Request
 	h := &req.Header
 	if h.ConnectionClose() {
@@ -267,22 +259,13 @@ func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id
 		h.ResetConnectionClose()
 		ctx.SetConnectionClose()
 	}
-	if int64(cl) > rt.maxBody {
+	// The body is read already (at most the listener's largest max_body).
+	n := int64(len(req.Body()))
+	if n > rt.maxBody {
 		ctx.SetConnectionClose()
 		return fastProblem(ctx, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(rt.maxBody, 10)+" bytes", id)
 	}
-	switch {
-	case cl > 0 && cl <= fastReadAhead:
-		// Read ahead already: forward it from memory.
-		*in = int64(len(req.Body()))
-	case cl > 0:
-		// A longer known length streams to the upstream; the header
-		// deadline does not apply to it.
-		if fc != nil {
-			fc.SetReadDeadline(time.Time{})
-		}
-		*in = int64(cl)
-	}
+	*in = n
 	// Most requests carry none of these; look once, delete what is there.
 	var present uint
 	for k := range h.All() {
@@ -359,7 +342,9 @@ func fastProblem(ctx *fasthttp.RequestCtx, status int, detail, id string) int {
 	rh.SetContentType(problem.ContentType)
 	rh.Set("Cache-Control", "no-store")
 	rh.Set("X-Content-Type-Options", "nosniff")
-	rh.Set(headerRequestID, id)
+	if id != "" {
+		rh.Set(headerRequestID, id)
+	}
 	resp.SetBodyRaw(b)
 	return status
 }

@@ -56,7 +56,7 @@ type RouteSpec struct {
 	UpstreamServerName string
 	Seal               SealMode
 	MaxBody            int64         // 0: DefaultMaxBody
-	UpstreamTimeout    time.Duration // time to the upstream's response headers; 0: default
+	UpstreamTimeout    time.Duration // longest upstream silence (see README); 0: default
 	// Stages wrap the proxy handler, outermost first (policy, validation,
 	// WAF, DLP).
 	Stages []func(http.Handler) http.Handler
@@ -79,7 +79,7 @@ type Limits struct {
 	IdleTimeout       time.Duration // keep-alive idle
 	ShutdownTimeout   time.Duration // drain deadline on stop
 	DialTimeout       time.Duration // upstream connect
-	UpstreamTimeout   time.Duration // default time to upstream response headers
+	UpstreamTimeout   time.Duration // default longest upstream silence
 	TicketRotation    time.Duration // TLS session ticket key rotation period
 }
 
