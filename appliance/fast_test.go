@@ -337,3 +337,37 @@ func TestPlainPath(t *testing.T) {
 		}
 	}
 }
+
+// TestFastPathClientCloseKeepsUpstreamPooled: a client that closes its
+// connection after each request must not cost an upstream connection each.
+func TestFastPathClientCloseKeepsUpstreamPooled(t *testing.T) {
+	var mu sync.Mutex
+	ports := map[string]bool{}
+	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		ports[r.RemoteAddr] = true
+		mu.Unlock()
+		fmt.Fprint(w, "ok")
+	}), nil)
+	for i := 0; i < 20; i++ {
+		req, _ := http.NewRequest("GET", f.url("/x"), nil)
+		req.Close = true
+		resp, err := f.client(false).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "ok" || !resp.Close {
+			t.Fatalf("request %d: body %q, connection close %v; want ok and close", i, b, resp.Close)
+		}
+	}
+	if f.conns("http1_fast") != 20 {
+		t.Fatalf("fast connections %d, want 20", f.conns("http1_fast"))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ports) != 1 {
+		t.Fatalf("the upstream saw %d connections for 20 sequential requests, want 1", len(ports))
+	}
+}

@@ -254,7 +254,8 @@ func (e *Engine) serveFast(s *server, ctx *fasthttp.RequestCtx) {
 func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id string, in *int64) int {
 	req := &ctx.Request
 	h := &req.Header
-	if h.ConnectionClose() {
+	clientClose := h.ConnectionClose()
+	if clientClose {
 		// The client's wish ends its connection, not the upstream's.
 		h.ResetConnectionClose()
 		ctx.SetConnectionClose()
@@ -287,15 +288,40 @@ func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id
 	req.UseHostHeader = true
 	req.URI().SetScheme("http")
 
+	// The upstream's response is read straight into the client's, except
+	// when the client's connection is closing: the client library would
+	// then see the close flag the server puts on that response when it
+	// finishes the body, and close the pooled upstream connection too.
 	resp := &ctx.Response
+	var up *fasthttp.Response
+	if clientClose {
+		up = fasthttp.AcquireResponse()
+		resp = up
+	}
 	if err := rt.fast.hc.Do(req, resp); err != nil {
+		if up != nil {
+			fasthttp.ReleaseResponse(up)
+		}
 		status, reason, detail := classifyFastError(err)
 		rt.m.UpstreamErrors.WithLabelValues(rt.spec.Name, reason).Inc()
 		return fastProblem(ctx, status, detail, id)
 	}
+	if up != nil {
+		resp = &ctx.Response
+		up.Header.CopyTo(&resp.Header)
+		resp.Header.SetConnectionClose()
+		if up.IsBodyStream() {
+			resp.SetBodyStream(&upstreamBody{up}, up.Header.ContentLength())
+		} else {
+			resp.SetBody(up.Body())
+			fasthttp.ReleaseResponse(up)
+		}
+	}
 	rh := &resp.Header
 	// The upstream closing its connection is the pool's business.
-	rh.ResetConnectionClose()
+	if !clientClose {
+		rh.ResetConnectionClose()
+	}
 	var inResp uint
 	for k := range rh.All() {
 		if i := hopIndex(k, hopResponse); i >= 0 {
@@ -309,6 +335,18 @@ func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id
 	}
 	rh.Set(headerRequestID, id)
 	return resp.StatusCode()
+}
+
+// upstreamBody streams a separately held upstream response into the client's
+// and releases it when the server closes the stream.
+type upstreamBody struct{ r *fasthttp.Response }
+
+func (b *upstreamBody) Read(p []byte) (int, error) { return b.r.BodyStream().Read(p) }
+
+func (b *upstreamBody) Close() error {
+	err := b.r.CloseBodyStream()
+	fasthttp.ReleaseResponse(b.r)
+	return err
 }
 
 // classifyFastError maps an upstream client error to the same statuses and
