@@ -90,6 +90,9 @@ type server struct {
 	gl   *guardedListener
 	addr net.Addr
 	done chan struct{}
+	// accepted closes when the accept loop has ended: every connection it
+	// accepted is counted in fresh by then.
+	accepted chan struct{}
 	// fresh counts accepted connections that have not yet sent their first
 	// request (TLS handshake, request in flight).
 	fresh    atomic.Int64
@@ -114,6 +117,10 @@ func (s *server) drain(ctx context.Context) error {
 	s.gl.Listener.Close()
 	wait, cancel := context.WithTimeout(ctx, freshGrace)
 	defer cancel()
+	select {
+	case <-s.accepted:
+	case <-wait.Done():
+	}
 	for s.fresh.Load() > 0 && wait.Err() == nil {
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -300,7 +307,7 @@ func (e *Engine) Serve(name string, ln net.Listener) error {
 			return nil, fmt.Errorf("listener %q was removed", name)
 		},
 	}
-	s := &server{name: name, addr: ln.Addr(), done: make(chan struct{}), base: base}
+	s := &server{name: name, addr: ln.Addr(), done: make(chan struct{}), accepted: make(chan struct{}), base: base}
 	s.gl = &guardedListener{Listener: ln, deny: e.deny}
 	s.h1, s.h2 = newConnQueue(ln.Addr()), newConnQueue(ln.Addr())
 	s.noFast.Store(g.spec.DisableFastPath)

@@ -120,6 +120,7 @@ type tlsStateKey struct{}
 
 // acceptLoop accepts until the listener closes.
 func (e *Engine) acceptLoop(s *server) {
+	defer close(s.accepted)
 	var delay time.Duration
 	for {
 		c, err := s.gl.Accept()
@@ -130,7 +131,8 @@ func (e *Engine) acceptLoop(s *server) {
 				time.Sleep(delay)
 				continue
 			}
-			s.h1.Close()
+			// The HTTP/1.1 queue stays open: connections still in their
+			// handshake go on to be served; Shutdown closes it.
 			return
 		}
 		delay = 0

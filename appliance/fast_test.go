@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/valyala/fasthttp"
 
 	"github.com/sealgate/sealgate/internal/testpki"
 	itest "github.com/sealgate/sealgate/internal/testutil"
@@ -370,4 +371,40 @@ func TestFastPathClientCloseKeepsUpstreamPooled(t *testing.T) {
 	if len(ports) != 1 {
 		t.Fatalf("the upstream saw %d connections for 20 sequential requests, want 1", len(ports))
 	}
+}
+
+// FuzzReplay: a request moved from the fast path to net/http is rebuilt from
+// what fasthttp parsed. Whatever both servers accept must reach net/http
+// with the same method, request target and body bytes.
+func FuzzReplay(f *testing.F) {
+	f.Add("POST /a?b=%2F HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+	f.Add("POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+	f.Add("GET /a/../b HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nX-A: 2\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	f.Add("PUT /e HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+	f.Fuzz(func(t *testing.T, raw string) {
+		var req fasthttp.Request
+		if err := req.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+			return
+		}
+		head, body := replay(&req)
+		got, err := http.ReadRequest(bufio.NewReader(io.MultiReader(bytes.NewReader(head), body)))
+		if err != nil {
+			return // net/http is stricter here; it answers 400 on the moved connection
+		}
+		if got.Method != string(req.Header.Method()) || got.RequestURI != string(req.Header.RequestURI()) {
+			t.Fatalf("replayed %s %s, want %s %s", got.Method, got.RequestURI, req.Header.Method(), req.Header.RequestURI())
+		}
+		b, err := io.ReadAll(got.Body)
+		if err != nil {
+			t.Fatalf("replayed body: %v", err)
+		}
+		if !bytes.Equal(b, req.Body()) {
+			t.Fatalf("replayed body %q, want %q", b, req.Body())
+		}
+		for _, k := range []string{"X-A", "Upgrade", "Content-Type"} {
+			if w := req.Header.Peek(k); len(w) > 0 && got.Header.Get(k) == "" {
+				t.Fatalf("header %s lost in the replay", k)
+			}
+		}
+	})
 }

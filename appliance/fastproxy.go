@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"iter"
 	"log/slog"
 	"net"
 	"net/http"
@@ -214,6 +215,23 @@ var hopRequest = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy
 // hopResponse are the hop-by-hop response headers not forwarded.
 var hopResponse = []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Trailer", "Upgrade"}
 
+// dropHeaders deletes the headers named in names from a header, by its
+// iterator and Del. Most messages carry none of them: it looks once and
+// deletes only what is there.
+func dropHeaders(all iter.Seq2[[]byte, []byte], del func(string), names []string) {
+	var present uint
+	for k := range all {
+		if i := hopIndex(k, names); i >= 0 {
+			present |= 1 << i
+		}
+	}
+	for i, k := range names {
+		if present&(1<<i) != 0 {
+			del(k)
+		}
+	}
+}
+
 // hopIndex returns the index of header name k in names, or -1.
 func hopIndex(k []byte, names []string) int {
 	if len(k) < 7 { // shorter than every name in both lists
@@ -267,18 +285,7 @@ func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id
 		return fastProblem(ctx, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(rt.maxBody, 10)+" bytes", id)
 	}
 	*in = n
-	// Most requests carry none of these; look once, delete what is there.
-	var present uint
-	for k := range h.All() {
-		if i := hopIndex(k, hopRequest); i >= 0 {
-			present |= 1 << i
-		}
-	}
-	for i, k := range hopRequest {
-		if present&(1<<i) != 0 {
-			h.Del(k)
-		}
-	}
+	dropHeaders(h.All(), h.Del, hopRequest)
 	if fc != nil {
 		h.Set("X-Forwarded-For", fc.clientIP())
 	}
@@ -322,17 +329,7 @@ func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id
 	if !clientClose {
 		rh.ResetConnectionClose()
 	}
-	var inResp uint
-	for k := range rh.All() {
-		if i := hopIndex(k, hopResponse); i >= 0 {
-			inResp |= 1 << i
-		}
-	}
-	for i, k := range hopResponse {
-		if inResp&(1<<i) != 0 {
-			rh.Del(k)
-		}
-	}
+	dropHeaders(rh.All(), rh.Del, hopResponse)
 	rh.Set(headerRequestID, id)
 	return resp.StatusCode()
 }
