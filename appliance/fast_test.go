@@ -75,6 +75,7 @@ func testForwarding(t *testing.T, h2 bool) {
 	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Keep-Alive", "timeout=5") // hop-by-hop: not for the client
+		w.Header().Set("Connection", "keep-alive")
 		w.Header().Set("X-Upstream", "yes")
 		fmt.Fprint(w, `{"ok":true}`)
 	}), nil)
@@ -118,7 +119,8 @@ func testForwarding(t *testing.T, h2 bool) {
 	if up.Host != f.addr || up.URL.RawQuery != "a=1&b=%2F&c" || up.URL.Path != "/api/items" {
 		t.Errorf("upstream saw host %q path %q query %q", up.Host, up.URL.Path, up.URL.RawQuery)
 	}
-	if resp.Header.Get("X-Request-Id") == "" || resp.Header.Get("Keep-Alive") != "" || resp.Header.Get("X-Upstream") != "yes" {
+	if resp.Header.Get("X-Request-Id") == "" || resp.Header.Get("Keep-Alive") != "" || resp.Header.Get("X-Upstream") != "yes" ||
+		resp.Header.Get("Connection") != "" {
 		t.Errorf("response headers %v", resp.Header)
 	}
 	if s := resp.Header.Get("Server"); s != "" {

@@ -213,7 +213,7 @@ var hopRequest = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy
 	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
 
 // hopResponse are the hop-by-hop response headers not forwarded.
-var hopResponse = []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Trailer", "Upgrade"}
+var hopResponse = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Trailer", "Upgrade"}
 
 // dropHeaders deletes the headers named in names from a header, by its
 // iterator and Del. Most messages carry none of them: it looks once and
@@ -316,7 +316,6 @@ func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id
 	if up != nil {
 		resp = &ctx.Response
 		up.Header.CopyTo(&resp.Header)
-		resp.Header.SetConnectionClose()
 		if up.IsBodyStream() {
 			resp.SetBodyStream(&upstreamBody{up}, up.Header.ContentLength())
 		} else {
@@ -325,11 +324,13 @@ func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id
 		}
 	}
 	rh := &resp.Header
-	// The upstream closing its connection is the pool's business.
-	if !clientClose {
-		rh.ResetConnectionClose()
-	}
+	// The upstream closing its connection is the pool's business; the
+	// client's connection closes when the client asked.
+	rh.ResetConnectionClose()
 	dropHeaders(rh.All(), rh.Del, hopResponse)
+	if clientClose {
+		rh.SetConnectionClose()
+	}
 	rh.Set(headerRequestID, id)
 	return resp.StatusCode()
 }
