@@ -125,7 +125,13 @@ func (s *server) drain(ctx context.Context) error {
 		time.Sleep(2 * time.Millisecond)
 	}
 	fastErr := make(chan error, 1)
-	go func() { fastErr <- s.fast.ShutdownWithContext(ctx) }()
+	go func() {
+		err := s.fast.ShutdownWithContext(ctx)
+		// fasthttp's Shutdown returns at once when its Serve has not
+		// registered the queue yet; closing it makes a late Serve return.
+		s.h1.Close()
+		fastErr <- err
+	}()
 	err := s.srv.Shutdown(ctx)
 	return errors.Join(err, <-fastErr)
 }
