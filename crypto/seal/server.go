@@ -466,6 +466,17 @@ func (s *Server) OpenSession(body []byte) ([]byte, SessionInfo, error) {
 	st := &ticketState{keyID: keyID, kem: kem, aead: aead, issued: now.UnixMilli(),
 		expires: now.Add(s.cfg.TicketLifetime).UnixMilli(), secrets: *secrets}
 	s.mu.RLock()
+	stale := now.UnixMilli()-s.tkeys[0].created >= s.cfg.TicketLifetime.Milliseconds()
+	s.mu.RUnlock()
+	if stale {
+		// Maintain has not run since the current ticket key's lifetime
+		// ended; a ticket sealed under it could be refused as soon as it
+		// does. Rotate first.
+		if err := s.Maintain(); err != nil {
+			return nil, SessionInfo{}, err
+		}
+	}
+	s.mu.RLock()
 	tk := s.tkeys[0]
 	s.mu.RUnlock()
 	ticket := tk.seal(st)
