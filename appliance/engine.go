@@ -104,7 +104,7 @@ type server struct {
 	active          prometheus.Gauge
 	connsFast       prometheus.Counter
 	connsH2         prometheus.Counter
-	connsMoved      prometheus.Counter
+	connsFull       prometheus.Counter
 	handshakeOK     func(version uint16)
 	handshakeFailed func()
 }
@@ -617,7 +617,7 @@ func (e *Engine) connMetrics(listener string, s *server) {
 	s.active = e.m.ActiveConns.WithLabelValues(listener)
 	s.connsFast = e.m.Connections.WithLabelValues(listener, "http1_fast")
 	s.connsH2 = e.m.Connections.WithLabelValues(listener, "http2")
-	s.connsMoved = e.m.Connections.WithLabelValues(listener, "http1_full")
+	s.connsFull = e.m.Connections.WithLabelValues(listener, "http1_full")
 	ok13 := e.m.TLSHandshakes.WithLabelValues(listener, "1.3", "ok")
 	ok12 := e.m.TLSHandshakes.WithLabelValues(listener, "1.2", "ok")
 	s.handshakeOK = func(v uint16) {
@@ -667,7 +667,8 @@ type guardedListener struct {
 
 type guardedConn struct {
 	net.Conn
-	fresh atomic.Bool // accepted, first request not yet read
+	fresh  atomic.Bool // accepted, first request not yet read
+	client netip.Addr  // the peer's address, parsed once at accept
 }
 
 func (l *guardedListener) Accept() (net.Conn, error) {
@@ -676,15 +677,17 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.deny != nil {
-			if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-				if _, blocked := l.deny.Blocked(ap.Addr()); blocked {
-					c.Close()
-					continue
-				}
+		gc := &guardedConn{Conn: c}
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			gc.client = ap.Addr().Unmap()
+		}
+		if l.deny != nil && gc.client.IsValid() {
+			if _, blocked := l.deny.Blocked(gc.client); blocked {
+				c.Close()
+				continue
 			}
 		}
-		return &guardedConn{Conn: c}, nil
+		return gc, nil
 	}
 }
 

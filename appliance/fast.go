@@ -80,6 +80,18 @@ type fastConn struct {
 	ip string // client address for X-Forwarded-For, set on first use
 }
 
+// clientIP is the client's address as text, made once per connection.
+func (c *fastConn) clientIP() string {
+	if c.ip == "" {
+		if c.gc.client.IsValid() {
+			c.ip = c.gc.client.String()
+		} else {
+			c.ip = c.RemoteAddr().String()
+		}
+	}
+	return c.ip
+}
+
 // migratedConn is a connection moved from fasthttp to net/http: it reads the
 // replayed request first, then what fasthttp had buffered, then the socket.
 // net/http does not see a *tls.Conn, so the TLS state travels with it (see
@@ -89,17 +101,9 @@ type migratedConn struct {
 	r        io.Reader // replay, then the hijacked reader
 	gc       *guardedConn
 	state    tls.ConnectionState
-	done     chan struct{}
-	once     sync.Once
 }
 
 func (c *migratedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-func (c *migratedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() { close(c.done) })
-	return err
-}
 
 // guardedOf returns the guardedConn under a connection of either server.
 func guardedOf(c net.Conn) *guardedConn {
@@ -178,7 +182,7 @@ func (e *Engine) handshake(s *server, gc *guardedConn) {
 		if cs.NegotiatedProtocol == "h2" {
 			s.connsH2.Inc()
 		} else {
-			s.connsMoved.Inc()
+			s.connsFull.Inc()
 		}
 		if !s.h2.push(tc) {
 			tc.Close()
@@ -230,29 +234,27 @@ func (s *server) migrate(ctx *fasthttp.RequestCtx) {
 	head, body := replay(&ctx.Request)
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
+		// c reads what fasthttp had buffered, then the socket; with
+		// KeepHijackedConns it stays open and owns that buffer after this
+		// returns, and the replay holds copies, not ctx's memory.
 		mc := &migratedConn{
 			Conn:  fc.Conn,
 			r:     io.MultiReader(bytes.NewReader(head), body, c),
 			gc:    fc.gc,
 			state: fc.ConnectionState(),
-			done:  make(chan struct{}),
 		}
-		s.connsMoved.Inc()
+		s.connsFull.Inc()
 		if !s.h2.push(mc) {
 			fc.Conn.Close()
 			s.closed(fc.gc)
-			return
 		}
-		// The body stream and the buffered reader belong to ctx, which
-		// fasthttp releases when this returns: wait for net/http to finish
-		// with the connection.
-		<-mc.done
 	})
 }
 
 // replay rebuilds the bytes of req as they came: request line, headers, and
-// the body in its original framing (a chunked body is re-chunked; trailers
-// are not kept). A streamed body is read on demand.
+// the body (read whole by fasthttp) in its original framing; a chunked body
+// is re-chunked as one chunk, without trailers. Nothing returned refers to
+// req, which fasthttp reuses.
 func replay(req *fasthttp.Request) (head []byte, body io.Reader) {
 	h := &req.Header
 	var b bytes.Buffer
@@ -267,66 +269,19 @@ func replay(req *fasthttp.Request) (head []byte, body io.Reader) {
 	} else {
 		b.WriteString("\r\n")
 	}
-	chunked := h.ContentLength() == -1
-	var src io.Reader
-	if req.IsBodyStream() {
-		src = req.BodyStream()
-	} else if data := req.Body(); len(data) > 0 || chunked {
-		if !chunked {
-			return b.Bytes(), bytes.NewReader(bytes.Clone(data))
-		}
-		var c bytes.Buffer
-		if len(data) > 0 {
-			c.WriteString(strconv.FormatInt(int64(len(data)), 16))
-			c.WriteString("\r\n")
-			c.Write(data)
-			c.WriteString("\r\n")
-		}
-		c.WriteString("0\r\n\r\n")
-		return b.Bytes(), &c
+	data := req.Body()
+	if h.ContentLength() != -1 {
+		return b.Bytes(), bytes.NewReader(bytes.Clone(data))
 	}
-	if src == nil {
-		return b.Bytes(), bytes.NewReader(nil)
+	var c bytes.Buffer
+	if len(data) > 0 {
+		c.WriteString(strconv.FormatInt(int64(len(data)), 16))
+		c.WriteString("\r\n")
+		c.Write(data)
+		c.WriteString("\r\n")
 	}
-	if !chunked {
-		return b.Bytes(), src
-	}
-	return b.Bytes(), &chunker{src: src}
-}
-
-// chunker re-chunks a decoded body stream.
-type chunker struct {
-	src  io.Reader
-	buf  []byte
-	out  []byte
-	done bool
-}
-
-func (c *chunker) Read(p []byte) (int, error) {
-	for len(c.out) == 0 {
-		if c.done {
-			return 0, io.EOF
-		}
-		if c.buf == nil {
-			c.buf = make([]byte, 32<<10)
-		}
-		n, err := c.src.Read(c.buf)
-		if n > 0 {
-			c.out = strconv.AppendInt(c.out[:0], int64(n), 16)
-			c.out = append(c.out, "\r\n"...)
-			c.out = append(c.out, c.buf[:n]...)
-			c.out = append(c.out, "\r\n"...)
-		}
-		if err == io.EOF {
-			c.out = append(c.out, "0\r\n\r\n"...)
-			c.done = true
-		} else if err != nil {
-			return 0, err
-		}
-	}
-	n := copy(p, c.out)
-	c.out = c.out[n:]
-	return n, nil
+	c.WriteString("0\r\n\r\n")
+	return b.Bytes(), &c
 }
 
 // headerReceived bounds the body fasthttp reads before the handler runs by

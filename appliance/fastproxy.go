@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"sync"
@@ -383,18 +382,6 @@ func fastProblem(ctx *fasthttp.RequestCtx, status int, detail, id string) int {
 	}
 	resp.SetBodyRaw(b)
 	return status
-}
-
-// clientIP is the client's address as text, computed once per connection.
-func (c *fastConn) clientIP() string {
-	if c.ip == "" {
-		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-			c.ip = ap.Addr().Unmap().String()
-		} else {
-			c.ip = c.RemoteAddr().String()
-		}
-	}
-	return c.ip
 }
 
 // logFast writes the access line of a fast-path request, the same fields as

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/netip"
 	"net/textproto"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/sealgate/sealgate/appliance/problem"
+	"github.com/sealgate/sealgate/appliance/reqctx"
 )
 
 // forwarder is the proxy handler of routes with a plain-HTTP upstream on the
@@ -65,8 +65,9 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if id := r.Header[headerRequestID]; len(id) > 0 {
 		h.Set(headerRequestID, id[0])
 	}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		h.Set("X-Forwarded-For", ap.Addr().Unmap().String())
+	// The engine's entry parsed the client address already.
+	if info := reqctx.From(r.Context()); info != nil && info.Client.IsValid() {
+		h.Set("X-Forwarded-For", info.Client.String())
 	}
 	h.Set("X-Forwarded-Host", r.Host)
 	if r.TLS != nil {
