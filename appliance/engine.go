@@ -98,6 +98,8 @@ type server struct {
 	fresh    atomic.Int64
 	stopping atomic.Bool
 	noFast   atomic.Bool // every connection goes to net/http
+	noFastH2 atomic.Bool // h2 goes to net/http instead of the engine's server (h2.go)
+	h2conns  h2conns     // connections of the engine's HTTP/2 server
 
 	limits          func() Limits
 	listener        func() *listenerGen // current generation's, or nil
@@ -124,7 +126,7 @@ func (s *server) drain(ctx context.Context) error {
 	for s.fresh.Load() > 0 && wait.Err() == nil {
 		time.Sleep(2 * time.Millisecond)
 	}
-	fastErr := make(chan error, 1)
+	fastErr, h2Err := make(chan error, 1), make(chan error, 1)
 	go func() {
 		err := s.fast.ShutdownWithContext(ctx)
 		// fasthttp's Shutdown returns at once when its Serve has not
@@ -132,8 +134,9 @@ func (s *server) drain(ctx context.Context) error {
 		s.h1.Close()
 		fastErr <- err
 	}()
+	go func() { h2Err <- s.h2conns.shutdown(ctx) }()
 	err := s.srv.Shutdown(ctx)
-	return errors.Join(err, <-fastErr)
+	return errors.Join(err, <-fastErr, <-h2Err)
 }
 
 // freshGrace bounds how long a drain waits for accepted connections to send
@@ -183,6 +186,7 @@ func (e *Engine) Apply(spec Spec) error {
 	e.mu.Lock()
 	for _, srv := range e.servers {
 		srv.noFast.Store(spec.DisableFastPath)
+		srv.noFastH2.Store(spec.DisableH2FastPath)
 	}
 	e.mu.Unlock()
 	if old == nil {
@@ -317,6 +321,7 @@ func (e *Engine) Serve(name string, ln net.Listener) error {
 	s.gl = &guardedListener{Listener: ln, deny: e.deny}
 	s.h1, s.h2 = newConnQueue(ln.Addr()), newConnQueue(ln.Addr())
 	s.noFast.Store(g.spec.DisableFastPath)
+	s.noFastH2.Store(g.spec.DisableH2FastPath)
 	e.connMetrics(name, s)
 	s.srv = &http.Server{
 		Handler:           e.entry(name),

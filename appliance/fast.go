@@ -178,6 +178,11 @@ func (e *Engine) handshake(s *server, gc *guardedConn) {
 	cs := tc.ConnectionState()
 	s.handshakeOK(cs.Version)
 	l := s.listener()
+	if cs.NegotiatedProtocol == "h2" && !s.noFastH2.Load() {
+		s.connsH2.Inc()
+		e.serveH2(s, tc, gc)
+		return
+	}
 	if cs.NegotiatedProtocol == "h2" || s.noFast.Load() || l == nil || !l.h1Fast {
 		if cs.NegotiatedProtocol == "h2" {
 			s.connsH2.Inc()

@@ -18,6 +18,10 @@ type Spec struct {
 	// DisableFastPath serves HTTP/1.1 with net/http too (see fast.go), for
 	// connections accepted after it is applied.
 	DisableFastPath bool
+	// DisableH2FastPath serves h2 with net/http's HTTP/2 server instead of
+	// the engine's own (see h2.go), for connections accepted after it is
+	// applied.
+	DisableH2FastPath bool
 }
 
 // ListenerSpec describes one TLS listener by name; the socket itself is

@@ -20,7 +20,8 @@ func (d *Daemon) buildSpec(cfg *config.Config) (_ appliance.Spec, err error) {
 		TLS12Suites: d.profile.TLS12Suites,
 		AccessLog:   cfg.Daemon.AccessLog == "stdout",
 		// The fast path is on unless the config turns it off.
-		DisableFastPath: cfg.Limits.HTTP1FastPath != nil && !*cfg.Limits.HTTP1FastPath,
+		DisableFastPath:   cfg.Limits.HTTP1FastPath != nil && !*cfg.Limits.HTTP1FastPath,
+		DisableH2FastPath: cfg.Limits.HTTP2FastPath != nil && !*cfg.Limits.HTTP2FastPath,
 		Limits: appliance.Limits{
 			MaxHeaderBytes:    int(cfg.Limits.MaxHeaderBytes),
 			ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout.D(),

@@ -86,6 +86,9 @@ type Limits struct {
 	// HTTP1FastPath serves HTTP/1.1 requests of routes without active stages
 	// on the fast path (default true); false: net/http serves every request.
 	HTTP1FastPath *bool `toml:"http1_fast_path"`
+	// HTTP2FastPath serves h2 with the engine's own HTTP/2 server (default
+	// true); false: net/http's HTTP/2 server does.
+	HTTP2FastPath *bool `toml:"http2_fast_path"`
 }
 
 // Listener is one [[listener]].

@@ -1,0 +1,1425 @@
+package appliance
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// The engine's HTTP/2 server. net/http's HTTP/2 server runs each connection
+// through one goroutine that owns all state, with a goroutine per stream
+// exchanging messages with it; it writes a small response as two flushes
+// (HEADERS, then DATA), each a TLS record and a write system call, from a
+// goroutine started per flush. Profiles of 1 KiB responses on 64 streams
+// (bench/README.md) put a quarter of its CPU in those flushes and most of
+// the rest in the channel hops and goroutine starts around them.
+//
+// This server keeps the same model as the HTTP/1.1 fast path: frames are
+// parsed by x/net's Framer and hpack (no parser here), connection state sits
+// under one mutex, each request runs the engine's handler (the same one
+// net/http calls, so every stage has one implementation) on a pooled
+// goroutine, and a finished response's frames are written to the
+// connection's buffer, which is flushed once for all responses finished in
+// the same scheduling round. Flow control, stream states and errors follow
+// RFC 9113; h2spec's suite runs in the tests.
+
+const (
+	h2MaxStreams   = 250     // SETTINGS_MAX_CONCURRENT_STREAMS, as net/http
+	h2StreamWindow = 1 << 20 // receive window per stream (request bodies)
+	h2ConnWindow   = 1 << 20 // receive window per connection
+	h2MaxFrame     = 16384   // SETTINGS_MAX_FRAME_SIZE we read (the default)
+	h2BodyChunk    = 16384   // response bytes framed at once
+	h2MaxWindow    = 1<<31 - 1
+	// h2RefusedLimit is how many streams a connection may have refused
+	// (over the concurrency limit, typically opened and reset in a loop:
+	// CVE-2023-44487) before it is told to go away.
+	h2RefusedLimit = 2 * h2MaxStreams
+)
+
+// h2conn is one HTTP/2 connection.
+type h2conn struct {
+	e       *Engine
+	s       *server
+	tc      *tls.Conn
+	gc      *guardedConn
+	handler http.Handler
+	state   tls.ConnectionState
+	remote  string
+	ctx     context.Context
+	cancel  context.CancelFunc
+	idle    time.Duration
+	fr      *http2.Framer // read side: the serve goroutine; write side: under mu
+
+	mu         sync.Mutex
+	cond       sync.Cond // flow-control window grew, a stream ended, or the connection failed
+	out        bytes.Buffer
+	hbuf       bytes.Buffer
+	henc       *hpack.Encoder
+	unflushed  bool
+	wmu        sync.Mutex // serializes writes to tc; taken under mu, held without it
+	spare      []byte
+	streams    map[uint32]*h2stream
+	maxID      uint32 // highest stream id the client opened
+	handlers   int    // handler goroutines running
+	refused    int
+	sendWindow int64 // connection-level, toward the client
+	recvWindow int64 // connection-level credit the client still has
+	recvUnsent int64 // connection-level credit consumed, not yet returned
+	peerWindow int64 // client's SETTINGS_INITIAL_WINDOW_SIZE
+	peerFrame  uint32
+	goingAway  bool
+	peerAway   bool
+	err        error // the connection failed or closed
+	firstReq   bool
+}
+
+// h2stream is one request/response exchange. Fields are under c.mu unless
+// said otherwise.
+type h2stream struct {
+	c            *h2conn
+	id           uint32
+	sendWindow   int64
+	recvWindow   int64 // credit the client still has
+	recvUnsent   int64
+	remoteClosed bool
+	localClosed  bool
+	reset        bool
+	body         *h2body
+	declared     int64 // content-length, or -1
+	received     int64
+	cancel       context.CancelFunc
+	w            h2writer // the handler's
+}
+
+// serveH2 serves an HTTP/2 connection until it ends.
+func (e *Engine) serveH2(s *server, tc *tls.Conn, gc *guardedConn) {
+	lim := s.limits()
+	c := &h2conn{
+		e:          e,
+		s:          s,
+		tc:         tc,
+		gc:         gc,
+		handler:    s.srv.Handler,
+		state:      tc.ConnectionState(),
+		remote:     tc.RemoteAddr().String(),
+		idle:       lim.IdleTimeout,
+		streams:    make(map[uint32]*h2stream),
+		sendWindow: 65535,
+		recvWindow: h2ConnWindow,
+		peerWindow: 65535,
+		peerFrame:  16384,
+	}
+	c.cond.L = &c.mu
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.fr = http2.NewFramer(&c.out, tc)
+	c.fr.SetMaxReadFrameSize(h2MaxFrame)
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.fr.MaxHeaderListSize = uint32(lim.MaxHeaderBytes)
+	c.henc = hpack.NewEncoder(&c.hbuf)
+	if !s.h2conns.add(c) {
+		tc.Close()
+		s.closed(gc)
+		return
+	}
+	defer func() {
+		// Responses finished just before the end still go out.
+		c.mu.Lock()
+		c.flushLocked()
+		c.mu.Unlock()
+		c.fail(net.ErrClosed)
+		c.wmu.Lock()
+		tc.Close()
+		c.wmu.Unlock()
+		s.h2conns.remove(c)
+		s.closed(gc)
+	}()
+	if err := c.serve(lim.ReadHeaderTimeout); err != nil {
+		c.e.log.Debug("HTTP/2 connection ended", "listener", s.name, "remote", c.remote, "err", err.Error())
+	}
+}
+
+// serve reads frames until the connection ends.
+func (c *h2conn) serve(prefaceTimeout time.Duration) error {
+	c.tc.SetReadDeadline(time.Now().Add(prefaceTimeout))
+	var preface [len(http2.ClientPreface)]byte
+	if _, err := io.ReadFull(c.tc, preface[:]); err != nil {
+		return fmt.Errorf("reading the client preface: %w", err)
+	}
+	if string(preface[:]) != http2.ClientPreface {
+		return errors.New("bad client preface")
+	}
+	c.mu.Lock()
+	c.fr.WriteSettings(
+		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2StreamWindow},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: c.fr.MaxHeaderListSize},
+	)
+	c.fr.WriteWindowUpdate(0, h2ConnWindow-65535)
+	err := c.flushLocked()
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	first := true
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				if err := c.streamError(se); err != nil {
+					return err
+				}
+				continue
+			}
+			var ce http2.ConnectionError
+			if errors.As(err, &ce) {
+				return c.goAway(http2.ErrCode(ce), err)
+			}
+			if errors.Is(err, http2.ErrFrameTooLarge) {
+				return c.goAway(http2.ErrCodeFrameSize, err)
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Idle, or a drain or the client's GOAWAY ended it.
+				c.mu.Lock()
+				if !c.goingAway {
+					c.goingAway = true
+					c.fr.WriteGoAway(c.maxID, http2.ErrCodeNo, nil)
+				}
+				c.flushLocked()
+				c.mu.Unlock()
+				return nil
+			}
+			return err
+		}
+		if first {
+			sf, ok := f.(*http2.SettingsFrame)
+			if !ok || sf.IsAck() {
+				return c.goAway(http2.ErrCodeProtocol, errors.New("first frame is not SETTINGS"))
+			}
+			first = false
+			c.mu.Lock()
+			c.idleCheck()
+			c.mu.Unlock()
+		}
+		if err := c.frame(f); err != nil {
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				if err := c.streamError(se); err != nil {
+					return err
+				}
+				continue
+			}
+			var ce http2.ConnectionError
+			if errors.As(err, &ce) {
+				return c.goAway(http2.ErrCode(ce), err)
+			}
+			if errors.Is(err, h2Done) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// h2Done ends serve without an error to report.
+var h2Done = errors.New("connection done")
+
+// frame handles one frame from the client.
+func (c *h2conn) frame(f http2.Frame) error {
+	switch f := f.(type) {
+	case *http2.MetaHeadersFrame:
+		return c.headers(f)
+	case *http2.DataFrame:
+		return c.data(f)
+	case *http2.SettingsFrame:
+		return c.settings(f)
+	case *http2.WindowUpdateFrame:
+		return c.windowUpdate(f)
+	case *http2.PingFrame:
+		if f.IsAck() {
+			return nil
+		}
+		if f.StreamID != 0 {
+			return http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.fr.WritePing(true, f.Data)
+		return c.flushLocked()
+	case *http2.RSTStreamFrame:
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if f.StreamID > c.maxID {
+			return http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		if st := c.streams[f.StreamID]; st != nil {
+			c.endStream(st, true)
+		}
+		return nil
+	case *http2.PriorityFrame:
+		if f.StreamDep == f.StreamID {
+			return http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeProtocol}
+		}
+		return nil
+	case *http2.GoAwayFrame:
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.peerAway = true
+		if len(c.streams) == 0 && c.handlers == 0 {
+			return h2Done
+		}
+		return nil
+	case *http2.PushPromiseFrame:
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	case *http2.HeadersFrame, *http2.ContinuationFrame:
+		// The Framer assembles header blocks into MetaHeadersFrames.
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	return nil // unknown frame types are ignored (RFC 9113 §5.5)
+}
+
+// streamError resets one stream; the connection goes on.
+func (c *h2conn) streamError(se http2.StreamError) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if se.StreamID > c.maxID && se.StreamID%2 == 1 {
+		// A stream that failed while being opened (a malformed header
+		// block) still used its id.
+		c.maxID = se.StreamID
+	}
+	if st := c.streams[se.StreamID]; st != nil {
+		c.endStream(st, true)
+	}
+	c.fr.WriteRSTStream(se.StreamID, se.Code)
+	return c.flushLocked()
+}
+
+// goAway ends the connection with an error code.
+func (c *h2conn) goAway(code http2.ErrCode, err error) error {
+	c.mu.Lock()
+	c.goingAway = true
+	c.fr.WriteGoAway(c.maxID, code, nil)
+	c.flushLocked()
+	c.mu.Unlock()
+	if errors.Is(err, h2Done) {
+		return nil
+	}
+	return err
+}
+
+// shutdown starts a graceful close: no new streams, the open ones finish.
+func (c *h2conn) shutdown() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.goingAway || c.err != nil {
+		return
+	}
+	c.goingAway = true
+	c.fr.WriteGoAway(c.maxID, http2.ErrCodeNo, nil)
+	c.flushLocked()
+	if len(c.streams) == 0 && c.handlers == 0 {
+		c.tc.SetReadDeadline(time.Now())
+	}
+}
+
+// settings applies the client's SETTINGS.
+func (c *h2conn) settings(f *http2.SettingsFrame) error {
+	if f.IsAck() {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err := f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			return err
+		}
+		switch s.ID {
+		case http2.SettingHeaderTableSize:
+			c.henc.SetMaxDynamicTableSizeLimit(s.Val)
+		case http2.SettingInitialWindowSize:
+			delta := int64(s.Val) - c.peerWindow
+			c.peerWindow = int64(s.Val)
+			for _, st := range c.streams {
+				st.sendWindow += delta
+				if st.sendWindow > h2MaxWindow {
+					return http2.ConnectionError(http2.ErrCodeFlowControl)
+				}
+			}
+		case http2.SettingMaxFrameSize:
+			c.peerFrame = s.Val
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	c.fr.WriteSettingsAck()
+	c.cond.Broadcast()
+	return c.flushLocked()
+}
+
+// windowUpdate grows a send window.
+func (c *h2conn) windowUpdate(f *http2.WindowUpdateFrame) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	inc := int64(f.Increment)
+	if f.StreamID == 0 {
+		c.sendWindow += inc
+		if c.sendWindow > h2MaxWindow {
+			return http2.ConnectionError(http2.ErrCodeFlowControl)
+		}
+		c.cond.Broadcast()
+		return nil
+	}
+	if f.StreamID > c.maxID {
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	st := c.streams[f.StreamID]
+	if st == nil {
+		return nil // closed: ignored
+	}
+	st.sendWindow += inc
+	if st.sendWindow > h2MaxWindow {
+		return http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeFlowControl}
+	}
+	c.cond.Broadcast()
+	return nil
+}
+
+// data delivers request body bytes.
+func (c *h2conn) data(f *http2.DataFrame) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id := f.StreamID
+	n := int64(f.Length)
+	if id > c.maxID {
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	// Connection-level flow control counts every DATA frame, padding
+	// included, whatever happens to the stream.
+	if n > c.recvWindow {
+		return http2.ConnectionError(http2.ErrCodeFlowControl)
+	}
+	c.recvWindow -= n
+	st := c.streams[id]
+	if st == nil || st.remoteClosed || st.body == nil {
+		c.credit(nil, n)
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeStreamClosed}
+	}
+	if n > st.recvWindow {
+		c.credit(nil, n)
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeFlowControl}
+	}
+	st.recvWindow -= n
+	data := f.Data()
+	st.received += int64(len(data))
+	if st.declared >= 0 && st.received > st.declared {
+		c.credit(nil, n)
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
+	}
+	if pad := n - int64(len(data)); pad > 0 {
+		st.recvWindow += pad
+		c.credit(nil, pad)
+	}
+	if len(data) > 0 {
+		st.body.write(data)
+	}
+	if f.StreamEnded() {
+		if st.declared >= 0 && st.received != st.declared {
+			return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
+		}
+		st.remoteClosed = true
+		st.body.closeWith(io.EOF, nil)
+		c.maybeForget(st)
+	}
+	return nil
+}
+
+// credit returns n bytes of receive window (to the stream too, when st is
+// not nil), sending WINDOW_UPDATEs once a quarter of a window is owed.
+func (c *h2conn) credit(st *h2stream, n int64) {
+	c.recvUnsent += n
+	if c.recvUnsent >= h2ConnWindow/4 {
+		c.fr.WriteWindowUpdate(0, uint32(c.recvUnsent))
+		c.recvWindow += c.recvUnsent
+		c.recvUnsent = 0
+		c.unflushed = true
+	}
+	if st == nil || st.remoteClosed || st.reset {
+		return
+	}
+	st.recvUnsent += n
+	if st.recvUnsent >= h2StreamWindow/4 {
+		c.fr.WriteWindowUpdate(st.id, uint32(st.recvUnsent))
+		st.recvWindow += st.recvUnsent
+		st.recvUnsent = 0
+		c.unflushed = true
+	}
+}
+
+// headers opens a stream, or ends one with trailers.
+func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id := f.StreamID
+	if id%2 == 0 {
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	if f.HasPriority() && f.Priority.StreamDep == id {
+		if id > c.maxID {
+			c.maxID = id
+		}
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
+	}
+	if st := c.streams[id]; st != nil {
+		if st.remoteClosed {
+			return http2.StreamError{StreamID: id, Code: http2.ErrCodeStreamClosed}
+		}
+		return c.trailers(st, f)
+	}
+	if id <= c.maxID {
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	c.maxID = id
+	if c.goingAway {
+		return nil // ignored: past the GOAWAY
+	}
+	if !c.firstReq {
+		c.firstReq = true
+		c.s.firstRequest(c.gc)
+	}
+	if c.handlers >= h2MaxStreams {
+		c.refused++
+		if c.refused > h2RefusedLimit {
+			return http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+		}
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeRefusedStream}
+	}
+	r, status, err := c.request(f)
+	if err != nil {
+		return err
+	}
+	st := &h2stream{
+		c:            c,
+		id:           id,
+		sendWindow:   c.peerWindow,
+		recvWindow:   h2StreamWindow,
+		remoteClosed: f.StreamEnded(),
+		declared:     r.ContentLength,
+	}
+	st.w = h2writer{st: st, req: r}
+	if !f.StreamEnded() {
+		st.body = &h2body{st: st}
+		st.body.cond.L = &st.body.mu
+		if r.Header.Get("Expect") == "100-continue" {
+			st.body.needContinue = true
+		}
+		r.Body = st.body
+	} else if r.ContentLength > 0 {
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
+	} else {
+		r.ContentLength = 0
+	}
+	if len(c.streams) == 0 {
+		c.tc.SetReadDeadline(time.Time{})
+	}
+	c.streams[id] = st
+	ctx, cancel := context.WithCancel(c.ctx)
+	st.cancel = cancel
+	r = r.WithContext(ctx)
+	st.w.req = r
+	c.handlers++
+	if status != 0 {
+		h2run(func() { c.runError(st, status) })
+		return nil
+	}
+	h2run(func() { c.runHandler(st, r) })
+	return nil
+}
+
+// trailers ends a request body with trailer fields.
+func (c *h2conn) trailers(st *h2stream, f *http2.MetaHeadersFrame) error {
+	if !f.StreamEnded() || len(f.PseudoFields()) > 0 {
+		return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeProtocol}
+	}
+	if st.declared >= 0 && st.received != st.declared {
+		return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeProtocol}
+	}
+	tr := make(http.Header)
+	for _, hf := range f.RegularFields() {
+		tr.Add(http.CanonicalHeaderKey(hf.Name), hf.Value)
+	}
+	st.remoteClosed = true
+	if st.body != nil {
+		st.body.closeWith(io.EOF, tr)
+	}
+	c.maybeForget(st)
+	return nil
+}
+
+// request builds the http.Request of a new stream. A malformed request is
+// a stream error; status is non-zero for one answered without the handler.
+func (c *h2conn) request(f *http2.MetaHeadersFrame) (*http.Request, int, error) {
+	id := f.StreamID
+	bad := http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
+	method := f.PseudoValue("method")
+	path := f.PseudoValue("path")
+	scheme := f.PseudoValue("scheme")
+	authority := f.PseudoValue("authority")
+	if f.PseudoValue("protocol") != "" || f.PseudoValue("status") != "" {
+		return nil, 0, bad
+	}
+	isConnect := method == http.MethodConnect
+	if isConnect {
+		if path != "" || scheme != "" || authority == "" {
+			return nil, 0, bad
+		}
+	} else if method == "" || path == "" || scheme == "" {
+		return nil, 0, bad
+	}
+	regular := f.RegularFields()
+	h := make(http.Header, len(regular)+1)
+	var cookies []string
+	for _, hf := range regular {
+		switch hf.Name {
+		case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
+			return nil, 0, bad
+		case "te":
+			if hf.Value != "trailers" {
+				return nil, 0, bad
+			}
+		case "cookie":
+			cookies = append(cookies, hf.Value)
+			continue
+		}
+		k := http.CanonicalHeaderKey(hf.Name)
+		h[k] = append(h[k], hf.Value)
+	}
+	if len(cookies) > 0 {
+		h["Cookie"] = []string{strings.Join(cookies, "; ")}
+	}
+	if authority == "" {
+		authority = h.Get("Host")
+	}
+	r := &http.Request{
+		Method:        method,
+		Proto:         "HTTP/2.0",
+		ProtoMajor:    2,
+		Header:        h,
+		Host:          authority,
+		RemoteAddr:    c.remote,
+		RequestURI:    path,
+		TLS:           &c.state,
+		Body:          http.NoBody,
+		ContentLength: -1,
+	}
+	var err error
+	if isConnect {
+		r.URL = &url.URL{Host: authority}
+		r.RequestURI = authority
+	} else if r.URL, err = url.ParseRequestURI(path); err != nil {
+		return nil, 0, bad
+	}
+	if vv := h["Content-Length"]; len(vv) > 0 {
+		n, err := strconv.ParseInt(vv[0], 10, 64)
+		if err != nil || n < 0 || len(vv) > 1 && !allSame(vv) {
+			return nil, 0, bad
+		}
+		r.ContentLength = n
+	}
+	if vv := h["Trailer"]; len(vv) > 0 {
+		r.Trailer = make(http.Header)
+		for _, v := range vv {
+			for name := range strings.SplitSeq(v, ",") {
+				if name = http.CanonicalHeaderKey(strings.TrimSpace(name)); name != "" {
+					r.Trailer[name] = nil
+				}
+			}
+		}
+	}
+	if f.Truncated {
+		return r, http.StatusRequestHeaderFieldsTooLarge, nil
+	}
+	return r, 0, nil
+}
+
+func allSame(vv []string) bool {
+	for _, v := range vv[1:] {
+		if v != vv[0] {
+			return false
+		}
+	}
+	return true
+}
+
+// runHandler runs the engine's handler for one stream and finishes the
+// response.
+func (c *h2conn) runHandler(st *h2stream, r *http.Request) {
+	defer c.handlerDone(st)
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				c.e.log.Error("handler panicked", "listener", c.s.name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			}
+			c.resetStream(st, http2.ErrCodeInternal)
+		}
+	}()
+	c.handler.ServeHTTP(&st.w, r)
+	st.w.finish()
+}
+
+// runError answers a request refused before the handler (header fields too
+// large), as net/http does.
+func (c *h2conn) runError(st *h2stream, status int) {
+	defer c.handlerDone(st)
+	w := &st.w
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `{"type":"about:blank","title":%q,"status":%d}`, http.StatusText(status), status)
+	w.finish()
+}
+
+// handlerDone accounts for a handler that returned.
+func (c *h2conn) handlerDone(st *h2stream) {
+	st.cancel()
+	c.mu.Lock()
+	c.handlers--
+	if !st.localClosed {
+		// The handler ended without a complete response (a panic
+		// already reset it, or it never finished).
+		c.endStream(st, false)
+		c.fr.WriteRSTStream(st.id, http2.ErrCodeInternal)
+		c.unflushed = true
+	}
+	if st.body != nil {
+		st.body.closeWith(errH2HandlerDone, nil)
+	}
+	c.idleCheck()
+	c.mu.Unlock()
+	c.flushSoon()
+}
+
+var errH2HandlerDone = errors.New("http2: request body read after the handler returned")
+
+// resetStream aborts a stream from the server's side.
+func (c *h2conn) resetStream(st *h2stream, code http2.ErrCode) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.localClosed || st.reset {
+		return
+	}
+	c.endStream(st, true)
+	c.fr.WriteRSTStream(st.id, code)
+	c.unflushed = true
+}
+
+// endStream closes st for good: reset by either side when reset is true.
+func (c *h2conn) endStream(st *h2stream, reset bool) {
+	if reset {
+		st.reset = true
+		st.cancel()
+		if st.body != nil {
+			st.body.closeWith(errH2StreamReset, nil)
+		}
+	}
+	st.localClosed = true
+	st.remoteClosed = true
+	if c.streams[st.id] == st {
+		delete(c.streams, st.id)
+	}
+	c.cond.Broadcast()
+	c.idleCheck()
+}
+
+var errH2StreamReset = errors.New("http2: stream reset")
+
+// maybeForget drops a stream closed in both directions.
+func (c *h2conn) maybeForget(st *h2stream) {
+	if st.remoteClosed && st.localClosed && c.streams[st.id] == st {
+		delete(c.streams, st.id)
+		c.idleCheck()
+	}
+}
+
+// idleCheck arms the idle timeout, or ends a connection going away, when no
+// stream is left.
+func (c *h2conn) idleCheck() {
+	if len(c.streams) > 0 || c.handlers > 0 {
+		return
+	}
+	if c.goingAway || c.peerAway {
+		c.tc.SetReadDeadline(time.Now())
+		return
+	}
+	if c.idle > 0 {
+		c.tc.SetReadDeadline(time.Now().Add(c.idle))
+	}
+}
+
+// fail marks the connection broken and wakes everyone waiting on it.
+func (c *h2conn) fail(err error) {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	for _, st := range c.streams {
+		st.cancel()
+		if st.body != nil {
+			st.body.closeWith(err, nil)
+		}
+	}
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	c.cancel()
+}
+
+// flushLocked writes the buffered frames now. c.mu is held; the socket
+// write happens under wmu only, so the reader is not held up by it.
+func (c *h2conn) flushLocked() error {
+	c.unflushed = false
+	if c.err != nil {
+		return c.err
+	}
+	if c.out.Len() == 0 {
+		return nil
+	}
+	b := c.out.Bytes()
+	c.out = *bytes.NewBuffer(c.spare[:0])
+	c.spare = nil
+	c.wmu.Lock()
+	c.mu.Unlock()
+	c.tc.SetWriteDeadline(time.Now().Add(h2WriteTimeout))
+	_, err := c.tc.Write(b)
+	c.wmu.Unlock()
+	c.mu.Lock()
+	if c.spare == nil && cap(b) <= h2KeepBuffer {
+		c.spare = b[:0] // a bulk burst's larger buffer is let go
+	}
+	if err != nil && c.err == nil {
+		c.err = err
+		c.cond.Broadcast()
+		c.tc.SetReadDeadline(time.Now())
+	}
+	return err
+}
+
+// h2KeepBuffer is the largest output buffer a connection keeps between
+// flushes.
+const h2KeepBuffer = 32 << 10
+
+// h2WriteTimeout bounds one write to the client: a client that stops
+// reading loses its connection instead of holding it forever.
+const h2WriteTimeout = 30 * time.Second
+
+// flushSoon flushes what finished responses left in the buffer, after
+// letting other ready handlers add theirs: one write for all of them.
+func (c *h2conn) flushSoon() {
+	c.mu.Lock()
+	pending := c.unflushed
+	c.mu.Unlock()
+	if !pending {
+		return
+	}
+	runtime.Gosched()
+	c.mu.Lock()
+	if c.unflushed {
+		c.flushLocked()
+	}
+	c.mu.Unlock()
+}
+
+// h2body is a request body fed by DATA frames.
+type h2body struct {
+	st           *h2stream
+	mu           sync.Mutex
+	cond         sync.Cond
+	chunks       [][]byte
+	err          error // set once: io.EOF or why the body ended
+	trailer      http.Header
+	needContinue bool
+}
+
+func (b *h2body) write(p []byte) {
+	b.mu.Lock()
+	if b.err == nil {
+		b.chunks = append(b.chunks, bytes.Clone(p))
+		b.cond.Signal()
+	}
+	b.mu.Unlock()
+}
+
+func (b *h2body) closeWith(err error, trailer http.Header) {
+	b.mu.Lock()
+	if b.err == nil {
+		b.err, b.trailer = err, trailer
+		if err != io.EOF {
+			b.chunks = nil
+		}
+		b.cond.Broadcast()
+	}
+	b.mu.Unlock()
+}
+
+func (b *h2body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	if b.needContinue {
+		b.needContinue = false
+		if len(b.chunks) == 0 && b.err == nil {
+			b.mu.Unlock()
+			b.st.w.sendContinue()
+			b.mu.Lock()
+		}
+	}
+	for len(b.chunks) == 0 && b.err == nil {
+		b.cond.Wait()
+	}
+	if len(b.chunks) == 0 {
+		err := b.err
+		if err == io.EOF && b.trailer != nil {
+			if r := b.st.w.req; r.Trailer != nil {
+				for k, v := range b.trailer {
+					r.Trailer[k] = v
+				}
+			}
+			b.trailer = nil
+		}
+		b.mu.Unlock()
+		return 0, err
+	}
+	n := copy(p, b.chunks[0])
+	if n == len(b.chunks[0]) {
+		b.chunks[0] = nil
+		b.chunks = b.chunks[1:]
+	} else {
+		b.chunks[0] = b.chunks[0][n:]
+	}
+	b.mu.Unlock()
+	c := b.st.c
+	c.mu.Lock()
+	c.credit(b.st, int64(n))
+	pending := c.unflushed
+	c.mu.Unlock()
+	if pending {
+		c.flushSoon()
+	}
+	return n, nil
+}
+
+func (b *h2body) Close() error {
+	b.closeWith(errH2BodyClosed, nil)
+	return nil
+}
+
+var errH2BodyClosed = errors.New("http2: request body closed")
+
+// h2writer is a stream's http.ResponseWriter. Its methods run on the
+// handler's goroutine only.
+type h2writer struct {
+	st          *h2stream
+	req         *http.Request
+	header      http.Header
+	status      int
+	wroteHeader bool
+	sentHeader  bool
+	declared    int64 // Content-Length set by the handler, or -1
+	written     int64
+	buf         []byte
+	noBody      bool // HEAD, or a status without a body
+}
+
+func (w *h2writer) Header() http.Header {
+	if w.header == nil {
+		w.header = make(http.Header)
+	}
+	return w.header
+}
+
+func (w *h2writer) WriteHeader(code int) {
+	if w.wroteHeader {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
+	}
+	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+		w.informational(code)
+		return
+	}
+	w.wroteHeader = true
+	w.status = code
+	w.declared = -1
+	if cl := w.Header().Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+			w.declared = n
+		} else {
+			w.header.Del("Content-Length")
+		}
+	}
+	w.noBody = w.req.Method == http.MethodHead || !bodyAllowed(code)
+}
+
+func bodyAllowed(code int) bool {
+	return code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified
+}
+
+func (w *h2writer) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.noBody {
+		if w.req.Method == http.MethodHead {
+			return len(p), nil
+		}
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
+		return 0, http.ErrContentLength
+	}
+	if w.written == 0 && len(p) > 0 && !w.sentHeader {
+		w.sniff(p)
+	}
+	w.written += int64(len(p))
+	n := len(p)
+	for len(p) > 0 {
+		room := h2BodyChunk - len(w.buf)
+		if room == 0 {
+			if err := w.emit(false); err != nil {
+				return n - len(p), err
+			}
+			continue
+		}
+		take := min(room, len(p))
+		if w.buf == nil {
+			w.buf = make([]byte, 0, min(h2BodyChunk, max(len(p), 512)))
+		}
+		w.buf = append(w.buf, p[:take]...)
+		p = p[take:]
+	}
+	return n, nil
+}
+
+// sniff sets Content-Type from the first bytes when the handler set none,
+// as net/http does.
+func (w *h2writer) sniff(p []byte) {
+	if _, ok := w.header["Content-Type"]; ok {
+		return
+	}
+	if w.header.Get("Content-Encoding") != "" {
+		return
+	}
+	w.header.Set("Content-Type", http.DetectContentType(p))
+}
+
+// Flush sends what the handler wrote so far.
+func (w *h2writer) Flush() { w.FlushError() }
+
+// FlushError is Flush for http.ResponseController.
+func (w *h2writer) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if err := w.emit(false); err != nil {
+		return err
+	}
+	c := w.st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.flushLocked()
+}
+
+// finish completes the response after the handler returned.
+func (w *h2writer) finish() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.declared >= 0 && w.written < w.declared && !w.noBody {
+		// Fewer bytes than promised: the client must not take the
+		// response as complete.
+		w.st.c.resetStream(w.st, http2.ErrCodeInternal)
+		return
+	}
+	w.emit(true)
+}
+
+// sendContinue answers Expect: 100-continue when the handler first reads.
+func (w *h2writer) sendContinue() {
+	c := w.st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w.sentHeader || w.st.localClosed || c.err != nil {
+		return
+	}
+	if err := c.writeHeaderBlock(w.st.id, false, func(enc *hpack.Encoder) {
+		enc.WriteField(hpack.HeaderField{Name: ":status", Value: "100"})
+	}); err == nil {
+		c.flushLocked()
+	}
+}
+
+// informational sends a 1xx response (103 Early Hints and the like).
+func (w *h2writer) informational(code int) {
+	c := w.st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w.sentHeader || w.st.localClosed || c.err != nil {
+		return
+	}
+	if err := c.writeHeaderBlock(w.st.id, false, func(enc *hpack.Encoder) {
+		enc.WriteField(hpack.HeaderField{Name: ":status", Value: strconv.Itoa(code)})
+		encodeFields(enc, w.header, nil)
+	}); err == nil {
+		c.flushLocked()
+	}
+}
+
+// emit frames the response so far: the header block first, then the
+// buffered body; with end, the stream's last frame (with trailers if the
+// handler set any).
+func (w *h2writer) emit(end bool) error {
+	st, c := w.st, w.st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.reset || st.localClosed {
+		return errH2StreamReset
+	}
+	if c.err != nil {
+		return c.err
+	}
+	var trailers http.Header
+	if end {
+		trailers = w.trailers()
+	}
+	if !w.sentHeader {
+		w.sentHeader = true
+		endHeaders := end && len(w.buf) == 0 && trailers == nil
+		if end && w.declared < 0 && trailers == nil && !w.noBody {
+			w.declared = w.written
+			w.header["Content-Length"] = []string{strconv.FormatInt(w.written, 10)}
+		}
+		if err := c.writeHeaderBlock(st.id, endHeaders, func(enc *hpack.Encoder) {
+			enc.WriteField(hpack.HeaderField{Name: ":status", Value: h2Status(w.status)})
+			encodeFields(enc, w.header, trailers)
+			if _, ok := w.header["Date"]; !ok {
+				enc.WriteField(hpack.HeaderField{Name: "date", Value: httpDate()})
+			}
+		}); err != nil {
+			return err
+		}
+		if endHeaders {
+			return c.closeLocal(st)
+		}
+	}
+	data := w.buf
+	for len(data) > 0 || end && trailers == nil {
+		n, err := c.awaitWindow(st, len(data))
+		if err != nil {
+			return err
+		}
+		last := end && trailers == nil && n == len(data)
+		if err := c.fr.WriteData(st.id, last, data[:n]); err != nil {
+			return err
+		}
+		data = data[n:]
+		if last {
+			break
+		}
+	}
+	w.buf = w.buf[:0]
+	if !end {
+		c.unflushed = true
+		return nil
+	}
+	if trailers != nil {
+		if err := c.writeHeaderBlock(st.id, true, func(enc *hpack.Encoder) {
+			encodeFields(enc, trailers, nil)
+		}); err != nil {
+			return err
+		}
+	}
+	return c.closeLocal(st)
+}
+
+// closeLocal notes the response's end. A client still sending its body is
+// told to stop (RFC 9113 §8.1).
+func (c *h2conn) closeLocal(st *h2stream) error {
+	st.localClosed = true
+	c.unflushed = true
+	if !st.remoteClosed {
+		c.fr.WriteRSTStream(st.id, http2.ErrCodeNo)
+		c.endStream(st, true)
+		return nil
+	}
+	c.maybeForget(st)
+	return nil
+}
+
+// awaitWindow returns how many of want bytes the flow-control windows let
+// the stream send now (0 only when want is 0), waiting for the client to
+// open them; the buffer is flushed before waiting so the client sees what
+// it has to acknowledge.
+func (c *h2conn) awaitWindow(st *h2stream, want int) (int, error) {
+	if want == 0 {
+		return 0, nil
+	}
+	for {
+		if st.reset {
+			return 0, errH2StreamReset
+		}
+		if c.err != nil {
+			return 0, c.err
+		}
+		n := min(int64(want), int64(c.peerFrame), st.sendWindow, c.sendWindow)
+		if n > 0 {
+			st.sendWindow -= n
+			c.sendWindow -= n
+			return int(n), nil
+		}
+		if c.out.Len() > 0 {
+			if err := c.flushLocked(); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		c.cond.Wait()
+	}
+}
+
+// writeHeaderBlock encodes a header block and writes it as HEADERS and
+// CONTINUATION frames within the client's frame size.
+func (c *h2conn) writeHeaderBlock(id uint32, endStream bool, fill func(*hpack.Encoder)) error {
+	c.hbuf.Reset()
+	fill(c.henc)
+	block := c.hbuf.Bytes()
+	max := int(c.peerFrame)
+	first := true
+	for first || len(block) > 0 {
+		frag := block[:min(len(block), max)]
+		block = block[len(frag):]
+		var err error
+		if first {
+			err = c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: frag, EndStream: endStream, EndHeaders: len(block) == 0})
+			first = false
+		} else {
+			err = c.fr.WriteContinuation(id, len(block) == 0, frag)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// encodeFields writes h's fields in lower case, leaving out what HTTP/2
+// forbids and the trailers announced for the end.
+func encodeFields(enc *hpack.Encoder, h http.Header, trailers http.Header) {
+	for k, vv := range h {
+		if h2Forbidden[k] || strings.HasPrefix(k, http.TrailerPrefix) {
+			continue
+		}
+		if _, isTrailer := trailers[k]; isTrailer && k != "Trailer" {
+			continue
+		}
+		name, ok := h2Lower[k]
+		if !ok {
+			name = strings.ToLower(k)
+		}
+		if !httpguts.ValidHeaderFieldName(name) {
+			continue
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				continue
+			}
+			enc.WriteField(hpack.HeaderField{Name: name, Value: v})
+		}
+	}
+}
+
+// trailers collects the trailer fields the handler set: those announced
+// in a Trailer header and those under http.TrailerPrefix. nil when none.
+func (w *h2writer) trailers() http.Header {
+	var out http.Header
+	for _, v := range w.header["Trailer"] {
+		for name := range strings.SplitSeq(v, ",") {
+			name = http.CanonicalHeaderKey(strings.TrimSpace(name))
+			if vv := w.header[name]; len(vv) > 0 {
+				if out == nil {
+					out = make(http.Header)
+				}
+				out[name] = vv
+			}
+		}
+	}
+	for k, vv := range w.header {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && len(vv) > 0 {
+			if out == nil {
+				out = make(http.Header)
+			}
+			out[http.CanonicalHeaderKey(name)] = vv
+		}
+	}
+	return out
+}
+
+// h2Forbidden are connection-specific fields HTTP/2 does not carry.
+var h2Forbidden = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true,
+	"Transfer-Encoding": true, "Upgrade": true,
+}
+
+// h2Lower spares a ToLower for common response fields.
+var h2Lower = func() map[string]string {
+	m := make(map[string]string)
+	for _, k := range []string{
+		"Accept-Ranges", "Access-Control-Allow-Origin", "Age", "Cache-Control",
+		"Content-Disposition", "Content-Encoding", "Content-Language",
+		"Content-Length", "Content-Location", "Content-Range", "Content-Type",
+		"Date", "Etag", "Expires", "Last-Modified", "Link", "Location",
+		"Retry-After", "Server", "Set-Cookie", "Strict-Transport-Security",
+		"Trailer", "Vary", "Www-Authenticate", "X-Content-Type-Options",
+		"X-Frame-Options", "X-Request-Id", "Ratelimit", "Ratelimit-Policy",
+	} {
+		m[k] = strings.ToLower(k)
+	}
+	return m
+}()
+
+// h2Status is a status code as the :status field.
+func h2Status(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 404:
+		return "404"
+	}
+	return strconv.Itoa(code)
+}
+
+// httpDate is the Date field, formatted once a second.
+func httpDate() string {
+	now := time.Now().Unix()
+	if d := h2date.Load(); d != nil && d.unix == now {
+		return d.text
+	}
+	d := &dateText{unix: now, text: time.Unix(now, 0).UTC().Format(http.TimeFormat)}
+	h2date.Store(d)
+	return d.text
+}
+
+type dateText struct {
+	unix int64
+	text string
+}
+
+var h2date atomic.Pointer[dateText]
+
+// h2run runs f on an idle pooled goroutine, or a new one. Pooled
+// goroutines keep the stack a handler grew, which a new goroutine per
+// request would grow (and copy) again.
+func h2run(f func()) {
+	select {
+	case h2work <- f:
+	default:
+		go h2worker(f)
+	}
+}
+
+var h2work = make(chan func())
+
+// h2WorkerIdle is how long a pooled goroutine waits for work before it
+// ends.
+const h2WorkerIdle = 10 * time.Second
+
+func h2worker(f func()) {
+	f()
+	t := time.NewTimer(h2WorkerIdle)
+	defer t.Stop()
+	for {
+		select {
+		case f = <-h2work:
+			f()
+			t.Reset(h2WorkerIdle)
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// h2conns tracks a listener's HTTP/2 connections for drain.
+type h2conns struct {
+	mu     sync.Mutex
+	conns  map[*h2conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (t *h2conns) add(c *h2conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	if t.conns == nil {
+		t.conns = make(map[*h2conn]struct{})
+	}
+	t.conns[c] = struct{}{}
+	t.wg.Add(1)
+	return true
+}
+
+func (t *h2conns) remove(c *h2conn) {
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.mu.Unlock()
+	t.wg.Done()
+}
+
+// shutdown sends every connection a GOAWAY, waits for their streams to
+// finish within ctx, then closes what is left.
+func (t *h2conns) shutdown(ctx context.Context) error {
+	t.mu.Lock()
+	t.closed = true
+	conns := make([]*h2conn, 0, len(t.conns))
+	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
+		c.shutdown()
+	}
+	done := make(chan struct{})
+	go func() {
+		t.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		t.mu.Lock()
+		for c := range t.conns {
+			c.tc.Close()
+		}
+		t.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
