@@ -168,12 +168,20 @@ func connectionTokens(h http.Header) map[string]bool {
 	return m
 }
 
+// tokens returns the header names a Connection value lists, canonicalised;
+// nil when it lists none but "keep-alive" and "close" (the usual case, whose
+// Keep-Alive header is dropped anyway).
 func tokens(v string) map[string]bool {
-	m := make(map[string]bool)
+	var m map[string]bool
 	for t := range strings.SplitSeq(v, ",") {
-		if t = strings.TrimSpace(t); t != "" {
-			m[textproto.CanonicalMIMEHeaderKey(t)] = true
+		t = strings.TrimSpace(t)
+		if t == "" || strings.EqualFold(t, "keep-alive") || strings.EqualFold(t, "close") {
+			continue
 		}
+		if m == nil {
+			m = make(map[string]bool)
+		}
+		m[textproto.CanonicalMIMEHeaderKey(t)] = true
 	}
 	return m
 }

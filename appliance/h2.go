@@ -73,6 +73,7 @@ type h2conn struct {
 	hbuf       bytes.Buffer
 	henc       *hpack.Encoder
 	unflushed  bool
+	updated    bool // a WINDOW_UPDATE waits in out
 	wmu        sync.Mutex // serializes writes to tc; taken under mu, held without it
 	spare      []byte
 	streams    map[uint32]*h2stream
@@ -273,7 +274,7 @@ func (c *h2conn) frame(f http2.Frame) error {
 		if st := c.streams[f.StreamID]; st != nil {
 			c.endStream(st, true)
 		}
-		return nil
+		return c.flushUpdates()
 	case *http2.PriorityFrame:
 		if f.StreamDep == f.StreamID {
 			return http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeProtocol}
@@ -408,6 +409,7 @@ func (c *h2conn) windowUpdate(f *http2.WindowUpdateFrame) error {
 func (c *h2conn) data(f *http2.DataFrame) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.flushUpdates()
 	id := f.StreamID
 	n := int64(f.Length)
 	if id > c.maxID {
@@ -436,11 +438,12 @@ func (c *h2conn) data(f *http2.DataFrame) error {
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
 	}
 	if pad := n - int64(len(data)); pad > 0 {
-		st.recvWindow += pad
-		c.credit(nil, pad)
+		c.credit(st, pad)
 	}
-	if len(data) > 0 {
-		st.body.write(data)
+	if len(data) > 0 && !st.body.write(data) {
+		// The handler closed the body or returned: the bytes are
+		// dropped, their window given back.
+		c.credit(nil, int64(len(data)))
 	}
 	if f.StreamEnded() {
 		if st.declared >= 0 && st.received != st.declared {
@@ -456,12 +459,15 @@ func (c *h2conn) data(f *http2.DataFrame) error {
 // credit returns n bytes of receive window (to the stream too, when st is
 // not nil), sending WINDOW_UPDATEs once a quarter of a window is owed.
 func (c *h2conn) credit(st *h2stream, n int64) {
+	if n == 0 {
+		return
+	}
 	c.recvUnsent += n
 	if c.recvUnsent >= h2ConnWindow/4 {
 		c.fr.WriteWindowUpdate(0, uint32(c.recvUnsent))
 		c.recvWindow += c.recvUnsent
 		c.recvUnsent = 0
-		c.unflushed = true
+		c.unflushed, c.updated = true, true
 	}
 	if st == nil || st.remoteClosed || st.reset {
 		return
@@ -471,7 +477,7 @@ func (c *h2conn) credit(st *h2stream, n int64) {
 		c.fr.WriteWindowUpdate(st.id, uint32(st.recvUnsent))
 		st.recvWindow += st.recvUnsent
 		st.recvUnsent = 0
-		c.unflushed = true
+		c.unflushed, c.updated = true, true
 	}
 }
 
@@ -513,8 +519,10 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 		}
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeRefusedStream}
 	}
-	r, status, err := c.request(f)
+	ctx, cancel := context.WithCancel(c.ctx)
+	r, status, err := c.request(ctx, f)
 	if err != nil {
+		cancel()
 		return err
 	}
 	st := &h2stream{
@@ -534,6 +542,7 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 		}
 		r.Body = st.body
 	} else if r.ContentLength > 0 {
+		cancel()
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
 	} else {
 		r.ContentLength = 0
@@ -542,10 +551,7 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 		c.tc.SetReadDeadline(time.Time{})
 	}
 	c.streams[id] = st
-	ctx, cancel := context.WithCancel(c.ctx)
 	st.cancel = cancel
-	r = r.WithContext(ctx)
-	st.w.req = r
 	c.handlers++
 	if status != 0 {
 		h2run(func() { c.runError(st, status) })
@@ -577,7 +583,7 @@ func (c *h2conn) trailers(st *h2stream, f *http2.MetaHeadersFrame) error {
 
 // request builds the http.Request of a new stream. A malformed request is
 // a stream error; status is non-zero for one answered without the handler.
-func (c *h2conn) request(f *http2.MetaHeadersFrame) (*http.Request, int, error) {
+func (c *h2conn) request(ctx context.Context, f *http2.MetaHeadersFrame) (*http.Request, int, error) {
 	id := f.StreamID
 	bad := http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
 	method := f.PseudoValue("method")
@@ -619,25 +625,31 @@ func (c *h2conn) request(f *http2.MetaHeadersFrame) (*http.Request, int, error) 
 	if authority == "" {
 		authority = h.Get("Host")
 	}
-	r := &http.Request{
-		Method:        method,
-		Proto:         "HTTP/2.0",
-		ProtoMajor:    2,
-		Header:        h,
-		Host:          authority,
-		RemoteAddr:    c.remote,
-		RequestURI:    path,
-		TLS:           &c.state,
-		Body:          http.NoBody,
-		ContentLength: -1,
+	u := &url.URL{Host: authority}
+	if !isConnect {
+		var err error
+		if u, err = url.ParseRequestURI(path); err != nil {
+			return nil, 0, bad
+		}
 	}
-	var err error
-	if isConnect {
-		r.URL = &url.URL{Host: authority}
-		r.RequestURI = authority
-	} else if r.URL, err = url.ParseRequestURI(path); err != nil {
+	// The request carries the stream's context from the start (WithContext
+	// would copy it).
+	r, err := http.NewRequestWithContext(ctx, method, "", nil)
+	if err != nil {
 		return nil, 0, bad
 	}
+	r.URL = u
+	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/2.0", 2, 0
+	r.Header = h
+	r.Host = authority
+	r.RemoteAddr = c.remote
+	r.RequestURI = path
+	if isConnect {
+		r.RequestURI = authority
+	}
+	r.TLS = &c.state
+	r.Body = http.NoBody
+	r.ContentLength = -1
 	if vv := h["Content-Length"]; len(vv) > 0 {
 		n, err := strconv.ParseInt(vv[0], 10, 64)
 		if err != nil || n < 0 || len(vv) > 1 && !allSame(vv) {
@@ -710,7 +722,7 @@ func (c *h2conn) handlerDone(st *h2stream) {
 		c.unflushed = true
 	}
 	if st.body != nil {
-		st.body.closeWith(errH2HandlerDone, nil)
+		c.credit(nil, st.body.closeWith(errH2HandlerDone, nil))
 	}
 	c.idleCheck()
 	c.mu.Unlock()
@@ -737,7 +749,7 @@ func (c *h2conn) endStream(st *h2stream, reset bool) {
 		st.reset = true
 		st.cancel()
 		if st.body != nil {
-			st.body.closeWith(errH2StreamReset, nil)
+			c.credit(nil, st.body.closeWith(errH2StreamReset, nil))
 		}
 	}
 	st.localClosed = true
@@ -794,7 +806,7 @@ func (c *h2conn) fail(err error) {
 // flushLocked writes the buffered frames now. c.mu is held; the socket
 // write happens under wmu only, so the reader is not held up by it.
 func (c *h2conn) flushLocked() error {
-	c.unflushed = false
+	c.unflushed, c.updated = false, false
 	if c.err != nil {
 		return c.err
 	}
@@ -819,6 +831,15 @@ func (c *h2conn) flushLocked() error {
 		c.tc.SetReadDeadline(time.Now())
 	}
 	return err
+}
+
+// flushUpdates sends WINDOW_UPDATEs the reader wrote, at once: the client
+// may be waiting for them.
+func (c *h2conn) flushUpdates() error {
+	if !c.updated {
+		return nil
+	}
+	return c.flushLocked()
 }
 
 // h2KeepBuffer is the largest output buffer a connection keeps between
@@ -857,25 +878,37 @@ type h2body struct {
 	needContinue bool
 }
 
-func (b *h2body) write(p []byte) {
+// write queues p for the handler; false when the body is closed.
+func (b *h2body) write(p []byte) bool {
 	b.mu.Lock()
-	if b.err == nil {
-		b.chunks = append(b.chunks, bytes.Clone(p))
-		b.cond.Signal()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return false
 	}
-	b.mu.Unlock()
+	b.chunks = append(b.chunks, bytes.Clone(p))
+	b.cond.Signal()
+	return true
 }
 
-func (b *h2body) closeWith(err error, trailer http.Header) {
+// closeWith ends the body: io.EOF after the last DATA frame (what is queued
+// stays readable), any other error drops what is queued. It returns the
+// bytes dropped, whose connection window the caller gives back.
+func (b *h2body) closeWith(err error, trailer http.Header) int64 {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.err == nil {
 		b.err, b.trailer = err, trailer
-		if err != io.EOF {
-			b.chunks = nil
-		}
 		b.cond.Broadcast()
 	}
-	b.mu.Unlock()
+	if err == io.EOF {
+		return 0
+	}
+	var n int64
+	for _, ch := range b.chunks {
+		n += int64(len(ch))
+	}
+	b.chunks = nil
+	return n
 }
 
 func (b *h2body) Read(p []byte) (int, error) {
@@ -924,7 +957,14 @@ func (b *h2body) Read(p []byte) (int, error) {
 }
 
 func (b *h2body) Close() error {
-	b.closeWith(errH2BodyClosed, nil)
+	c := b.st.c
+	c.mu.Lock()
+	c.credit(nil, b.closeWith(errH2BodyClosed, nil))
+	pending := c.unflushed
+	c.mu.Unlock()
+	if pending {
+		c.flushSoon()
+	}
 	return nil
 }
 
@@ -1008,7 +1048,7 @@ func (w *h2writer) Write(p []byte) (int, error) {
 		}
 		take := min(room, len(p))
 		if w.buf == nil {
-			w.buf = make([]byte, 0, min(h2BodyChunk, max(len(p), 512)))
+			w.buf = (*h2bufs.Get().(*[]byte))[:0]
 		}
 		w.buf = append(w.buf, p[:take]...)
 		p = p[take:]
@@ -1142,10 +1182,15 @@ func (w *h2writer) emit(end bool) error {
 			break
 		}
 	}
-	w.buf = w.buf[:0]
 	if !end {
+		w.buf = w.buf[:0]
 		c.unflushed = true
 		return nil
+	}
+	if w.buf != nil {
+		b := w.buf[:0]
+		h2bufs.Put(&b)
+		w.buf = nil
 	}
 	if trailers != nil {
 		if err := c.writeHeaderBlock(st.id, true, func(enc *hpack.Encoder) {
@@ -1248,7 +1293,9 @@ func encodeFields(enc *hpack.Encoder, h http.Header, trailers http.Header) {
 			if !httpguts.ValidHeaderFieldValue(v) {
 				continue
 			}
-			enc.WriteField(hpack.HeaderField{Name: name, Value: v})
+			// A request id is new on every response: indexing it would
+			// only push reusable fields out of the table.
+			enc.WriteField(hpack.HeaderField{Name: name, Value: v, Sensitive: k == headerRequestID})
 		}
 	}
 }
@@ -1278,6 +1325,12 @@ func (w *h2writer) trailers() http.Header {
 	}
 	return out
 }
+
+// h2bufs holds response body buffers between responses.
+var h2bufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, h2BodyChunk)
+	return &b
+}}
 
 // h2Forbidden are connection-specific fields HTTP/2 does not carry.
 var h2Forbidden = map[string]bool{
