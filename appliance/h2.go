@@ -73,7 +73,7 @@ type h2conn struct {
 	hbuf       bytes.Buffer
 	henc       *hpack.Encoder
 	unflushed  bool
-	updated    bool // a WINDOW_UPDATE waits in out
+	updated    bool       // a WINDOW_UPDATE waits in out
 	wmu        sync.Mutex // serializes writes to tc; taken under mu, held without it
 	spare      []byte
 	streams    map[uint32]*h2stream
