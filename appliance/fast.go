@@ -180,7 +180,9 @@ func (e *Engine) handshake(s *server, gc *guardedConn) {
 	l := s.listener()
 	if cs.NegotiatedProtocol == "h2" && !s.noFastH2.Load() {
 		s.connsH2.Inc()
-		e.serveH2(s, tc, gc)
+		// A new goroutine: this one's stack grew deep in the handshake,
+		// and an idle connection's reader would keep it.
+		go e.serveH2(s, tc, gc)
 		return
 	}
 	if cs.NegotiatedProtocol == "h2" || s.noFast.Load() || l == nil || !l.h1Fast {

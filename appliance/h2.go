@@ -62,20 +62,17 @@ type h2conn struct {
 	handler http.Handler
 	state   tls.ConnectionState
 	remote  string
-	ctx     context.Context
-	cancel  context.CancelFunc
 	idle    time.Duration
 	fr      *http2.Framer // read side: the serve goroutine; write side: under mu
 
 	mu         sync.Mutex
 	cond       sync.Cond // flow-control window grew, a stream ended, or the connection failed
-	out        bytes.Buffer
-	hbuf       bytes.Buffer
+	out        h2buf // frames not yet written
+	hbuf       h2buf // the header block being encoded
 	henc       *hpack.Encoder
 	unflushed  bool
 	updated    bool       // a WINDOW_UPDATE waits in out
 	wmu        sync.Mutex // serializes writes to tc; taken under mu, held without it
-	spare      []byte
 	streams    map[uint32]*h2stream
 	maxID      uint32 // highest stream id the client opened
 	handlers   int    // handler goroutines running
@@ -128,7 +125,6 @@ func (e *Engine) serveH2(s *server, tc *tls.Conn, gc *guardedConn) {
 		peerFrame:  16384,
 	}
 	c.cond.L = &c.mu
-	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.fr = http2.NewFramer(&c.out, tc)
 	c.fr.SetMaxReadFrameSize(h2MaxFrame)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
@@ -519,7 +515,10 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 		}
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeRefusedStream}
 	}
-	ctx, cancel := context.WithCancel(c.ctx)
+	// Not derived from a connection context: a parent keeps a map of its
+	// children, which an idle connection would hold. fail cancels the
+	// streams instead.
+	ctx, cancel := context.WithCancel(context.Background())
 	r, status, err := c.request(ctx, f)
 	if err != nil {
 		cancel()
@@ -800,7 +799,6 @@ func (c *h2conn) fail(err error) {
 	}
 	c.cond.Broadcast()
 	c.mu.Unlock()
-	c.cancel()
 }
 
 // flushLocked writes the buffered frames now. c.mu is held; the socket
@@ -810,21 +808,17 @@ func (c *h2conn) flushLocked() error {
 	if c.err != nil {
 		return c.err
 	}
-	if c.out.Len() == 0 {
+	if len(c.out.b) == 0 {
 		return nil
 	}
-	b := c.out.Bytes()
-	c.out = *bytes.NewBuffer(c.spare[:0])
-	c.spare = nil
+	b := c.out.take()
 	c.wmu.Lock()
 	c.mu.Unlock()
 	c.tc.SetWriteDeadline(time.Now().Add(h2WriteTimeout))
 	_, err := c.tc.Write(b)
 	c.wmu.Unlock()
 	c.mu.Lock()
-	if c.spare == nil && cap(b) <= h2KeepBuffer {
-		c.spare = b[:0] // a bulk burst's larger buffer is let go
-	}
+	h2release(b)
 	if err != nil && c.err == nil {
 		c.err = err
 		c.cond.Broadcast()
@@ -842,9 +836,36 @@ func (c *h2conn) flushUpdates() error {
 	return c.flushLocked()
 }
 
-// h2KeepBuffer is the largest output buffer a connection keeps between
-// flushes.
-const h2KeepBuffer = 32 << 10
+// h2buf is a byte buffer drawn from a pool on first write and given back
+// once taken and used, so an idle connection holds none.
+type h2buf struct{ b []byte }
+
+func (w *h2buf) Write(p []byte) (int, error) {
+	if w.b == nil {
+		w.b = (*h2bufPool.Get().(*[]byte))[:0]
+	}
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+func (w *h2buf) take() []byte {
+	b := w.b
+	w.b = nil
+	return b
+}
+
+// h2release gives a taken buffer back; one a bulk burst grew is let go.
+func h2release(b []byte) {
+	if b != nil && cap(b) <= 64<<10 {
+		b = b[:0]
+		h2bufPool.Put(&b)
+	}
+}
+
+var h2bufPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, 4096)
+	return &b
+}}
 
 // h2WriteTimeout bounds one write to the client: a client that stops
 // reading loses its connection instead of holding it forever.
@@ -1237,7 +1258,7 @@ func (c *h2conn) awaitWindow(st *h2stream, want int) (int, error) {
 			c.sendWindow -= n
 			return int(n), nil
 		}
-		if c.out.Len() > 0 {
+		if len(c.out.b) > 0 {
 			if err := c.flushLocked(); err != nil {
 				return 0, err
 			}
@@ -1250,9 +1271,9 @@ func (c *h2conn) awaitWindow(st *h2stream, want int) (int, error) {
 // writeHeaderBlock encodes a header block and writes it as HEADERS and
 // CONTINUATION frames within the client's frame size.
 func (c *h2conn) writeHeaderBlock(id uint32, endStream bool, fill func(*hpack.Encoder)) error {
-	c.hbuf.Reset()
 	fill(c.henc)
-	block := c.hbuf.Bytes()
+	block := c.hbuf.take()
+	defer h2release(block)
 	max := int(c.peerFrame)
 	first := true
 	for first || len(block) > 0 {
