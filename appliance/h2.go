@@ -67,8 +67,8 @@ type h2conn struct {
 
 	mu         sync.Mutex
 	cond       sync.Cond // flow-control window grew, a stream ended, or the connection failed
-	out        h2buf // frames not yet written
-	hbuf       h2buf // the header block being encoded
+	out        h2buf     // frames not yet written
+	hbuf       h2buf     // the header block being encoded
 	henc       *hpack.Encoder
 	unflushed  bool
 	updated    bool       // a WINDOW_UPDATE waits in out
