@@ -62,7 +62,8 @@ type h2conn struct {
 	handler http.Handler
 	state   tls.ConnectionState
 	remote  string
-	idle    time.Duration
+	idle      time.Duration
+	maxHeader int // the header list size answered with 431 above it
 	fr      *http2.Framer // read side: the serve goroutine; write side: under mu
 
 	mu         sync.Mutex
@@ -128,7 +129,11 @@ func (e *Engine) serveH2(s *server, tc *tls.Conn, gc *guardedConn) {
 	c.fr = http2.NewFramer(&c.out, tc)
 	c.fr.SetMaxReadFrameSize(h2MaxFrame)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.fr.MaxHeaderListSize = uint32(lim.MaxHeaderBytes)
+	// The Framer refuses (as a connection error) a single field longer than
+	// its limit; the engine's own, checked in request, answers 431 like
+	// HTTP/1.1, so the Framer's is set well above it.
+	c.maxHeader = lim.MaxHeaderBytes
+	c.fr.MaxHeaderListSize = uint32(min(4*lim.MaxHeaderBytes, 1<<20))
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	if !s.h2conns.add(c) {
 		tc.Close()
@@ -139,9 +144,13 @@ func (e *Engine) serveH2(s *server, tc *tls.Conn, gc *guardedConn) {
 		// Responses finished just before the end still go out.
 		c.mu.Lock()
 		c.flushLocked()
+		away := c.goingAway
 		c.mu.Unlock()
 		c.fail(net.ErrClosed)
 		c.wmu.Lock()
+		if away {
+			c.linger()
+		}
 		tc.Close()
 		c.wmu.Unlock()
 		s.h2conns.remove(c)
@@ -151,6 +160,25 @@ func (e *Engine) serveH2(s *server, tc *tls.Conn, gc *guardedConn) {
 		c.e.log.Debug("HTTP/2 connection ended", "listener", s.name, "remote", c.remote, "err", err.Error())
 	}
 }
+
+// linger closes the sending side after a GOAWAY and reads what the client
+// still sends, for a bounded time, before the socket is closed: closing a
+// socket with unread input sends a TCP reset, which can discard the GOAWAY
+// before the client reads it (nginx's lingering close, net/http's wait).
+func (c *h2conn) linger() {
+	c.tc.CloseWrite() // TLS close_notify
+	raw := c.gc.Conn
+	if cw, ok := raw.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite() // FIN
+	}
+	raw.SetReadDeadline(time.Now().Add(h2Linger))
+	io.Copy(io.Discard, io.LimitReader(raw, h2LingerBytes))
+}
+
+const (
+	h2Linger      = time.Second
+	h2LingerBytes = 1 << 20
+)
 
 // serve reads frames until the connection ends.
 func (c *h2conn) serve(prefaceTimeout time.Duration) error {
@@ -166,7 +194,7 @@ func (c *h2conn) serve(prefaceTimeout time.Duration) error {
 	c.fr.WriteSettings(
 		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
 		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2StreamWindow},
-		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: c.fr.MaxHeaderListSize},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: uint32(c.maxHeader)},
 	)
 	c.fr.WriteWindowUpdate(0, h2ConnWindow-65535)
 	err := c.flushLocked()
@@ -666,7 +694,11 @@ func (c *h2conn) request(ctx context.Context, f *http2.MetaHeadersFrame) (*http.
 			}
 		}
 	}
-	if f.Truncated {
+	size := 0
+	for _, hf := range f.Fields {
+		size += len(hf.Name) + len(hf.Value) + 32 // RFC 9113 §6.5.2
+	}
+	if f.Truncated || size > c.maxHeader {
 		return r, http.StatusRequestHeaderFieldsTooLarge, nil
 	}
 	return r, 0, nil
