@@ -55,16 +55,16 @@ const (
 
 // h2conn is one HTTP/2 connection.
 type h2conn struct {
-	e       *Engine
-	s       *server
-	tc      *tls.Conn
-	gc      *guardedConn
-	handler http.Handler
-	state   tls.ConnectionState
-	remote  string
+	e         *Engine
+	s         *server
+	tc        *tls.Conn
+	gc        *guardedConn
+	handler   http.Handler
+	state     tls.ConnectionState
+	remote    string
 	idle      time.Duration
-	maxHeader int // the header list size answered with 431 above it
-	fr      *http2.Framer // read side: the serve goroutine; write side: under mu
+	maxHeader int           // the header list size answered with 431 above it
+	fr        *http2.Framer // read side: the serve goroutine; write side: under mu
 
 	mu         sync.Mutex
 	cond       sync.Cond // flow-control window grew, a stream ended, or the connection failed
