@@ -106,6 +106,7 @@ type server struct {
 	active          prometheus.Gauge
 	connsFast       prometheus.Counter
 	connsH2         prometheus.Counter
+	connsH2Full     prometheus.Counter
 	connsFull       prometheus.Counter
 	handshakeOK     func(version uint16)
 	handshakeFailed func()
@@ -622,6 +623,7 @@ func (e *Engine) connMetrics(listener string, s *server) {
 	s.active = e.m.ActiveConns.WithLabelValues(listener)
 	s.connsFast = e.m.Connections.WithLabelValues(listener, "http1_fast")
 	s.connsH2 = e.m.Connections.WithLabelValues(listener, "http2")
+	s.connsH2Full = e.m.Connections.WithLabelValues(listener, "http2_full")
 	s.connsFull = e.m.Connections.WithLabelValues(listener, "http1_full")
 	ok13 := e.m.TLSHandshakes.WithLabelValues(listener, "1.3", "ok")
 	ok12 := e.m.TLSHandshakes.WithLabelValues(listener, "1.2", "ok")

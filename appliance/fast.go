@@ -187,7 +187,7 @@ func (e *Engine) handshake(s *server, gc *guardedConn) {
 	}
 	if cs.NegotiatedProtocol == "h2" || s.noFast.Load() || l == nil || !l.h1Fast {
 		if cs.NegotiatedProtocol == "h2" {
-			s.connsH2.Inc()
+			s.connsH2Full.Inc()
 		} else {
 			s.connsFull.Inc()
 		}

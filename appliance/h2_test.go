@@ -134,7 +134,8 @@ func TestH2ManyConcurrentStreams(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
 		disable bool
-	}{{"engine", false}, {"net/http", true}} {
+		server  string // sealgate_connections_total's label
+	}{{"engine", false, "http2"}, {"net/http", true, "http2_full"}} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, nil, func(s *Spec, _ *testpki.CA) { s.DisableH2FastPath = tt.disable })
 			c := f.client(true)
@@ -178,8 +179,8 @@ func TestH2ManyConcurrentStreams(t *testing.T) {
 			if bad > 0 {
 				t.Fatalf("%d of %d requests failed", bad, n)
 			}
-			if got := f.conns("http2"); got != 1 {
-				t.Fatalf("the server counted %d HTTP/2 connections, want the 201 requests on 1", got)
+			if got := f.conns(tt.server); got != 1 {
+				t.Fatalf("the server counted %d HTTP/2 connections (server=%q), want the 201 requests on 1", got, tt.server)
 			}
 			if got := f.hits.Load(); got != n+1 {
 				t.Fatalf("the upstream saw %d requests, want %d", got, n+1)

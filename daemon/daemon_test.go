@@ -669,3 +669,35 @@ func TestMetricsListen(t *testing.T) {
 		t.Fatal("metrics_listen serves the admin API")
 	}
 }
+
+// TestFastPathSwitches: limits.http1_fast_path and http2_fast_path choose
+// the server that takes each connection, as sealgate_connections_total shows.
+func TestFastPathSwitches(t *testing.T) {
+	for _, tt := range []struct {
+		name, extra string
+		want        []string
+	}{
+		{"default", "", []string{`server="http1_fast"} 1`, `server="http2"} 1`}},
+		{"off", "[limits]\nhttp1_fast_path = false\nhttp2_fast_path = false\n", []string{`server="http1_full"} 1`, `server="http2_full"} 1`}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			td := startDaemonWith(t, nil, false, tt.extra)
+			if r := td.get(t, td.client(false), "/x"); r.StatusCode != 200 || r.ProtoMajor != 1 {
+				t.Fatalf("HTTP/1.1: %d %s", r.StatusCode, r.Proto)
+			}
+			if r := td.get(t, td.client(true), "/x"); r.StatusCode != 200 || r.ProtoMajor != 2 {
+				t.Fatalf("h2: %d %s", r.StatusCode, r.Proto)
+			}
+			var raw []byte
+			if err := NewClient(filepath.Join(td.dir, "admin.sock")).Do("GET", "/metrics", nil, &raw); err != nil {
+				t.Fatal(err)
+			}
+			got := grep(raw, "sealgate_connections_total{")
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("want %s in\n%s", w, got)
+				}
+			}
+		})
+	}
+}

@@ -52,7 +52,7 @@ func New() *Metrics {
 		}, []string{"listener"}),
 		Connections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sealgate_connections_total",
-			Help: "Client connections by listener and the server that took them: http1_fast (HTTP/1.1 on the fast path), http2, http1_full (HTTP/1.1 served by net/http: moved there by a request the fast path does not serve, or the fast path is off).",
+			Help: "Client connections by listener and the server that took them: http1_fast (HTTP/1.1 on the fast path), http1_full (HTTP/1.1 served by net/http: moved there by a request the fast path does not serve, or the fast path is off), http2 (the engine's HTTP/2 server), http2_full (net/http's, when http2_fast_path is off).",
 		}, []string{"listener", "server"}),
 		SealSessions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sealgate_seal_sessions_total", Help: "Sealed sessions opened.",
