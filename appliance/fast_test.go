@@ -85,6 +85,7 @@ func testForwarding(t *testing.T, h2 bool) {
 	req.Header.Set("Keep-Alive", "timeout=1")
 	req.Header.Set("Proxy-Authorization", "Basic c2VjcmV0")
 	req.Header.Set("X-Custom", "kept")
+	req.Header.Set("Cookie", "a=1; b=2") // Go's h2 client sends two fields
 	resp, err := f.client(h2).Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +111,7 @@ func testForwarding(t *testing.T, h2 bool) {
 		"Keep-Alive":          "",
 		"Proxy-Authorization": "",
 		"X-Custom":            "kept",
+		"Cookie":              "a=1; b=2",
 		"X-Request-Id":        resp.Header.Get("X-Request-Id"),
 	} {
 		if got := up.Header.Get(k); got != want {
@@ -284,16 +286,26 @@ func (zeros) Read(p []byte) (int, error) {
 }
 
 func TestFastPathAccessLog(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("h2=%v", h2), func(t *testing.T) { testFastAccessLog(t, h2) })
+	}
+}
+
+func testFastAccessLog(t *testing.T, h2 bool) {
 	var buf itest.SyncBuffer
 	f := newFixtureOpts(t, nil, nil, Options{AccessLog: slog.New(slog.NewJSONHandler(&buf, nil))})
-	resp, err := f.client(false).Get(f.url("/api/orders?token=s3cret"))
+	resp, err := f.client(h2).Get(f.url("/api/orders?token=s3cret"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if f.conns("http1_fast") != 1 {
-		t.Fatal("the request did not take the fast path")
+	server, proto, alpn := "http1_fast", "HTTP/1.1", "http/1.1"
+	if h2 {
+		server, proto, alpn = "http2", "HTTP/2.0", "h2"
+	}
+	if f.conns(server) != 1 {
+		t.Fatalf("the request did not reach the %s server", server)
 	}
 	line := strings.TrimSpace(buf.String())
 	if strings.Contains(line, "s3cret") || strings.Contains(line, "token") {
@@ -305,8 +317,8 @@ func TestFastPathAccessLog(t *testing.T) {
 	}
 	for k, want := range map[string]any{
 		"msg": "access", "route": "r", "listener": "api", "method": "GET", "path": "/api/orders",
-		"status": float64(200), "bytes_out": float64(len(body)), "bytes_in": float64(0), "proto": "HTTP/1.1",
-		"tls": "1.3", "alpn": "http/1.1", "request_id": resp.Header.Get("X-Request-Id"), "upstream": strings.TrimPrefix(f.upstream.URL, "http://"),
+		"status": float64(200), "bytes_out": float64(len(body)), "bytes_in": float64(0), "proto": proto,
+		"tls": "1.3", "alpn": alpn, "request_id": resp.Header.Get("X-Request-Id"), "upstream": strings.TrimPrefix(f.upstream.URL, "http://"),
 	} {
 		if rec[k] != want {
 			t.Errorf("access %s = %v, want %v", k, rec[k], want)

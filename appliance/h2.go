@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -546,11 +547,12 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 	// Not derived from a connection context: a parent keeps a map of its
 	// children, which an idle connection would hold. fail cancels the
 	// streams instead.
-	ctx, cancel := context.WithCancel(context.Background())
-	r, status, err := c.request(ctx, f)
+	hd, err := c.head(f)
 	if err != nil {
-		cancel()
 		return err
+	}
+	if f.StreamEnded() && hd.length > 0 {
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
 	}
 	st := &h2stream{
 		c:            c,
@@ -558,21 +560,39 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 		sendWindow:   c.peerWindow,
 		recvWindow:   h2StreamWindow,
 		remoteClosed: f.StreamEnded(),
-		declared:     r.ContentLength,
+		declared:     hd.length,
 	}
-	st.w = h2writer{st: st, req: r}
+	st.w = h2writer{st: st, head: hd.method == http.MethodHead}
 	if !f.StreamEnded() {
-		st.body = &h2body{st: st}
+		st.body = &h2body{st: st, needContinue: hd.expect}
 		st.body.cond.L = &st.body.mu
-		if r.Header.Get("Expect") == "100-continue" {
-			st.body.needContinue = true
+	}
+	// The route may be served on the fast path (h2fast.go): no
+	// http.Request, no header map.
+	var rt *route
+	if hd.fast && !hd.tooLarge {
+		if l := c.s.listener(); l != nil {
+			rt = l.h2FastRoute(&hd)
 		}
-		r.Body = st.body
-	} else if r.ContentLength > 0 {
-		cancel()
-		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
-	} else {
-		r.ContentLength = 0
+	}
+	var r *http.Request
+	var cancel context.CancelFunc = func() {}
+	if rt == nil {
+		// Not derived from a connection context: a parent keeps a map
+		// of its children, which an idle connection would hold. fail
+		// cancels the streams instead.
+		var ctx context.Context
+		ctx, cancel = context.WithCancel(context.Background())
+		if r, err = c.request(ctx, f, &hd); err != nil {
+			cancel()
+			return err
+		}
+		if st.body != nil {
+			r.Body = st.body
+		} else {
+			r.ContentLength = 0
+		}
+		st.w.req = r
 	}
 	if len(c.streams) == 0 {
 		c.tc.SetReadDeadline(time.Time{})
@@ -580,11 +600,14 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 	c.streams[id] = st
 	st.cancel = cancel
 	c.handlers++
-	if status != 0 {
-		h2run(func() { c.runError(st, status) })
-		return nil
+	switch {
+	case rt != nil:
+		h2run(func() { c.runFast(st, rt, f, &hd) })
+	case hd.tooLarge:
+		h2run(func() { c.runError(st, http.StatusRequestHeaderFieldsTooLarge) })
+	default:
+		h2run(func() { c.runHandler(st, r) })
 	}
-	h2run(func() { c.runHandler(st, r) })
 	return nil
 }
 
@@ -608,38 +631,80 @@ func (c *h2conn) trailers(st *h2stream, f *http2.MetaHeadersFrame) error {
 	return nil
 }
 
-// request builds the http.Request of a new stream. A malformed request is
-// a stream error; status is non-zero for one answered without the handler.
-func (c *h2conn) request(ctx context.Context, f *http2.MetaHeadersFrame) (*http.Request, int, error) {
-	id := f.StreamID
-	bad := http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
-	method := f.PseudoValue("method")
-	path := f.PseudoValue("path")
+// h2head is a new stream's request head, checked.
+type h2head struct {
+	method, path, authority string
+	length                  int64 // content-length, or -1
+	fast                    bool  // nothing in it keeps it off the fast path
+	expect                  bool  // Expect: 100-continue
+	tooLarge                bool  // over max_header_bytes: 431
+}
+
+// head checks a new stream's header block (RFC 9113 §8.3); a malformed
+// request is a stream error.
+func (c *h2conn) head(f *http2.MetaHeadersFrame) (h2head, error) {
+	bad := http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeProtocol}
+	hd := h2head{
+		method:    f.PseudoValue("method"),
+		path:      f.PseudoValue("path"),
+		authority: f.PseudoValue("authority"),
+		length:    -1,
+	}
 	scheme := f.PseudoValue("scheme")
-	authority := f.PseudoValue("authority")
 	if f.PseudoValue("protocol") != "" || f.PseudoValue("status") != "" {
-		return nil, 0, bad
+		return hd, bad
 	}
-	isConnect := method == http.MethodConnect
-	if isConnect {
-		if path != "" || scheme != "" || authority == "" {
-			return nil, 0, bad
+	if hd.method == http.MethodConnect {
+		if hd.path != "" || scheme != "" || hd.authority == "" {
+			return hd, bad
 		}
-	} else if method == "" || path == "" || scheme == "" {
-		return nil, 0, bad
+	} else if hd.method == "" || hd.path == "" || scheme == "" {
+		return hd, bad
+	} else {
+		hd.fast = true
 	}
+	size := 0
+	for _, hf := range f.Fields {
+		size += len(hf.Name) + len(hf.Value) + 32 // RFC 9113 §6.5.2
+		if hf.IsPseudo() {
+			continue
+		}
+		switch hf.Name {
+		case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
+			return hd, bad
+		case "te":
+			if hf.Value != "trailers" {
+				return hd, bad
+			}
+			hd.fast = false // the reverse proxy forwards trailers
+		case "trailer":
+			hd.fast = false
+		case "expect":
+			hd.expect = strings.EqualFold(hf.Value, "100-continue")
+		case "content-length":
+			n, err := strconv.ParseInt(hf.Value, 10, 64)
+			if err != nil || n < 0 || hd.length >= 0 && n != hd.length {
+				return hd, bad
+			}
+			hd.length = n
+		case "host":
+			if hd.authority == "" {
+				hd.authority = hf.Value
+			}
+		}
+	}
+	hd.tooLarge = f.Truncated || size > c.maxHeader
+	return hd, nil
+}
+
+// request builds the http.Request of a new stream for the engine's handler.
+func (c *h2conn) request(ctx context.Context, f *http2.MetaHeadersFrame, hd *h2head) (*http.Request, error) {
+	bad := http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeProtocol}
 	regular := f.RegularFields()
 	h := make(http.Header, len(regular)+1)
 	var cookies []string
 	for _, hf := range regular {
-		switch hf.Name {
-		case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
-			return nil, 0, bad
-		case "te":
-			if hf.Value != "trailers" {
-				return nil, 0, bad
-			}
-		case "cookie":
+		if hf.Name == "cookie" {
 			cookies = append(cookies, hf.Value)
 			continue
 		}
@@ -649,41 +714,32 @@ func (c *h2conn) request(ctx context.Context, f *http2.MetaHeadersFrame) (*http.
 	if len(cookies) > 0 {
 		h["Cookie"] = []string{strings.Join(cookies, "; ")}
 	}
-	if authority == "" {
-		authority = h.Get("Host")
-	}
-	u := &url.URL{Host: authority}
+	isConnect := hd.method == http.MethodConnect
+	u := &url.URL{Host: hd.authority}
 	if !isConnect {
 		var err error
-		if u, err = url.ParseRequestURI(path); err != nil {
-			return nil, 0, bad
+		if u, err = url.ParseRequestURI(hd.path); err != nil {
+			return nil, bad
 		}
 	}
 	// The request carries the stream's context from the start (WithContext
 	// would copy it).
-	r, err := http.NewRequestWithContext(ctx, method, "", nil)
+	r, err := http.NewRequestWithContext(ctx, hd.method, "", nil)
 	if err != nil {
-		return nil, 0, bad
+		return nil, bad
 	}
 	r.URL = u
 	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/2.0", 2, 0
 	r.Header = h
-	r.Host = authority
+	r.Host = hd.authority
 	r.RemoteAddr = c.remote
-	r.RequestURI = path
+	r.RequestURI = hd.path
 	if isConnect {
-		r.RequestURI = authority
+		r.RequestURI = hd.authority
 	}
 	r.TLS = &c.state
 	r.Body = http.NoBody
-	r.ContentLength = -1
-	if vv := h["Content-Length"]; len(vv) > 0 {
-		n, err := strconv.ParseInt(vv[0], 10, 64)
-		if err != nil || n < 0 || len(vv) > 1 && !allSame(vv) {
-			return nil, 0, bad
-		}
-		r.ContentLength = n
-	}
+	r.ContentLength = hd.length
 	if vv := h["Trailer"]; len(vv) > 0 {
 		r.Trailer = make(http.Header)
 		for _, v := range vv {
@@ -694,23 +750,7 @@ func (c *h2conn) request(ctx context.Context, f *http2.MetaHeadersFrame) (*http.
 			}
 		}
 	}
-	size := 0
-	for _, hf := range f.Fields {
-		size += len(hf.Name) + len(hf.Value) + 32 // RFC 9113 §6.5.2
-	}
-	if f.Truncated || size > c.maxHeader {
-		return r, http.StatusRequestHeaderFieldsTooLarge, nil
-	}
-	return r, 0, nil
-}
-
-func allSame(vv []string) bool {
-	for _, v := range vv[1:] {
-		if v != vv[0] {
-			return false
-		}
-	}
-	return true
+	return r, nil
 }
 
 // runHandler runs the engine's handler for one stream and finishes the
@@ -980,7 +1020,7 @@ func (b *h2body) Read(p []byte) (int, error) {
 	if len(b.chunks) == 0 {
 		err := b.err
 		if err == io.EOF && b.trailer != nil {
-			if r := b.st.w.req; r.Trailer != nil {
+			if r := b.st.w.req; r != nil && r.Trailer != nil {
 				for k, v := range b.trailer {
 					r.Trailer[k] = v
 				}
@@ -1036,6 +1076,11 @@ type h2writer struct {
 	written     int64
 	buf         []byte
 	noBody      bool // HEAD, or a status without a body
+	head        bool // a HEAD request
+	// fast, on the fast path, is the upstream's response header, encoded
+	// as it is (without an http.Header) with the request id.
+	fast *fasthttp.ResponseHeader
+	id   string
 }
 
 func (w *h2writer) Header() http.Header {
@@ -1066,7 +1111,7 @@ func (w *h2writer) WriteHeader(code int) {
 			w.header.Del("Content-Length")
 		}
 	}
-	w.noBody = w.req.Method == http.MethodHead || !bodyAllowed(code)
+	w.noBody = w.head || !bodyAllowed(code)
 }
 
 func bodyAllowed(code int) bool {
@@ -1078,7 +1123,7 @@ func (w *h2writer) Write(p []byte) (int, error) {
 		w.WriteHeader(http.StatusOK)
 	}
 	if w.noBody {
-		if w.req.Method == http.MethodHead {
+		if w.head {
 			return len(p), nil
 		}
 		return 0, http.ErrBodyNotAllowed
@@ -1086,7 +1131,7 @@ func (w *h2writer) Write(p []byte) (int, error) {
 	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
 		return 0, http.ErrContentLength
 	}
-	if w.written == 0 && len(p) > 0 && !w.sentHeader {
+	if w.written == 0 && len(p) > 0 && !w.sentHeader && w.fast == nil {
 		w.sniff(p)
 	}
 	w.written += int64(len(p))
@@ -1205,10 +1250,16 @@ func (w *h2writer) emit(end bool) error {
 		endHeaders := end && len(w.buf) == 0 && trailers == nil
 		if end && w.declared < 0 && trailers == nil && !w.noBody {
 			w.declared = w.written
-			w.header["Content-Length"] = []string{strconv.FormatInt(w.written, 10)}
+			if w.fast == nil {
+				w.Header()["Content-Length"] = []string{strconv.FormatInt(w.written, 10)}
+			}
 		}
 		if err := c.writeHeaderBlock(st.id, endHeaders, func(enc *hpack.Encoder) {
 			enc.WriteField(hpack.HeaderField{Name: ":status", Value: h2Status(w.status)})
+			if w.fast != nil {
+				encodeFast(enc, w.fast, w.id, w.declared)
+				return
+			}
 			encodeFields(enc, w.header, trailers)
 			if _, ok := w.header["Date"]; !ok {
 				enc.WriteField(hpack.HeaderField{Name: "date", Value: httpDate()})

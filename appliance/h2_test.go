@@ -917,3 +917,77 @@ func TestH2RapidReset(t *testing.T) {
 		t.Fatalf("a new connection after the burst: %d %q", resp.StatusCode, body)
 	}
 }
+
+// TestH2HandlerPath: requests the fast path does not take (a path net/http
+// decodes, a 404, a staged route) run the engine's handler on the same h2
+// connection, concurrently, with bodies both ways.
+func TestH2HandlerPath(t *testing.T) {
+	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sum := sha256.New()
+		n, _ := io.Copy(sum, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"path":%q,"n":%d,"sha":"%x"}`, r.URL.Path, n, sum.Sum(nil))
+	}), func(s *Spec, _ *testpki.CA) {
+		s.Routes[0].MaxBody = 8 << 20
+		s.Routes = append(s.Routes, RouteSpec{Name: "staged", Listener: "api", Match: "/staged/", Upstream: s.Routes[0].Upstream,
+			MaxBody: 8 << 20, Stages: []func(http.Handler) http.Handler{markStage}})
+	})
+	c := f.client(true)
+	if resp, err := c.Get(f.url("/warm")); err != nil {
+		t.Fatal(err)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	upload := make([]byte, 3<<20)
+	rand.Read(upload)
+	want := sha256.Sum256(upload)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// %7E is "~": net/http decodes it, so the fast path leaves
+			// it to the handler.
+			path := fmt.Sprintf("/enc/%%7E%d", i)
+			resp, err := c.Get(f.url(path))
+			if err != nil {
+				errs <- err
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if w := fmt.Sprintf(`"path":"/enc/~%d"`, i); resp.StatusCode != 200 || !strings.Contains(string(body), w) {
+				errs <- fmt.Errorf("%s: %d %s, want %s", path, resp.StatusCode, body, w)
+			}
+		}()
+	}
+	for _, path := range []string{"/staged/up", "/enc/%7Eup"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Post(f.url(path), "application/octet-stream", bytes.NewReader(upload))
+			if err != nil {
+				errs <- err
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if w := fmt.Sprintf(`"n":%d,"sha":"%x"`, len(upload), want); resp.StatusCode != 200 || !strings.Contains(string(body), w) {
+				errs <- fmt.Errorf("POST %s: %d %s, want %s", path, resp.StatusCode, body, w)
+			}
+			if path == "/staged/up" && resp.Header.Get("X-Stage") != "ran" {
+				errs <- fmt.Errorf("POST %s: the stage did not run (headers %v)", path, resp.Header)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := f.conns("http2"); got != 1 {
+		t.Fatalf("%d h2 connections, want all requests on 1", got)
+	}
+}

@@ -1,0 +1,297 @@
+package appliance
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/sealgate/sealgate/appliance/problem"
+)
+
+// The HTTP/2 fast path: a stream whose route has no active stage is proxied
+// from its header fields to the route's fasthttp client and back to HPACK,
+// without an http.Request or header maps, as the HTTP/1.1 fast path does
+// for its requests. Everything else (staged routes, the sealing endpoint,
+// paths net/http would clean or redirect, 404s, CONNECT, requests with TE
+// or Trailer) runs the engine's handler.
+
+// h2FastRoute returns the route that serves hd on the fast path, or nil.
+func (l *listenerGen) h2FastRoute(hd *h2head) *route {
+	if !l.anyFast {
+		return nil
+	}
+	path := hd.path
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if !plainPath(unsafe.Slice(unsafe.StringData(path), len(path))) || strings.HasPrefix(path, sealPrefix) {
+		return nil
+	}
+	if l.only != nil {
+		if !l.only.fastServe {
+			return nil
+		}
+		return l.only
+	}
+	s := scratchPool.Get().(*scratch)
+	s.r.Method, s.r.Host, s.u.Path = hd.method, hd.authority, path
+	hnd, _ := l.mux.Handler(&s.r)
+	s.r.Method, s.r.Host, s.u.Path = "", "", ""
+	scratchPool.Put(s)
+	rt, _ := hnd.(*route)
+	if rt == nil || !rt.fastServe {
+		return nil
+	}
+	return rt
+}
+
+// h2FastDrop are the request fields the fast path does not forward: those
+// the engine sets itself, and hop-by-hop ones HTTP/2 still allows.
+var h2FastDrop = map[string]bool{
+	"host": true, "content-length": true, "proxy-authorization": true,
+	"forwarded": true, "x-forwarded-for": true, "x-forwarded-host": true, "x-forwarded-proto": true,
+	"x-request-id": true,
+}
+
+// runFast serves one stream on the fast path.
+func (c *h2conn) runFast(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd *h2head) {
+	defer c.handlerDone(st)
+	defer func() {
+		if p := recover(); p != nil {
+			c.e.log.Error("fast path panicked", "listener", c.s.name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			c.resetStream(st, http2.ErrCodeInternal)
+		}
+	}()
+	e := c.e
+	start := time.Now()
+	id := e.newID()
+	status, in := c.proxyH2(st, rt, f, hd, id)
+	dur := time.Since(start)
+	e.obs.observe(e.m, c.s.name, rt.spec.Name, status, dur)
+	if e.access != nil {
+		c.logH2Fast(rt, hd, id, status, in, st.w.written, dur)
+	}
+}
+
+// proxyH2 forwards one request and returns the status sent and the request
+// body's length.
+func (c *h2conn) proxyH2(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd *h2head, id string) (int, int64) {
+	w := &st.w
+	if hd.length > rt.maxBody {
+		return c.h2Problem(w, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(rt.maxBody, 10)+" bytes", id), 0
+	}
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	h := &req.Header
+	h.SetMethod(hd.method)
+	req.SetRequestURI(hd.path)
+	h.SetHost(hd.authority)
+	req.UseHostHeader = true
+	for _, hf := range f.RegularFields() {
+		if !h2FastDrop[hf.Name] {
+			h.Add(hf.Name, hf.Value)
+		}
+	}
+	if c.gc.client.IsValid() {
+		h.Set("X-Forwarded-For", c.gc.client.String())
+	}
+	h.Set("X-Forwarded-Host", hd.authority)
+	h.Set("X-Forwarded-Proto", "https")
+	h.Set(headerRequestID, id)
+	var in int64
+	if st.body != nil {
+		if hd.length >= 0 {
+			if hd.length > 0 {
+				req.SetBodyStream(&countingReader{r: st.body, n: &in}, int(hd.length))
+			}
+		} else if rt.maxBody <= maxBufferedBody {
+			// Unknown length: read whole within max_body, so an
+			// oversized body gets 413 before the upstream sees it.
+			body, err := readBounded(st.body, rt.maxBody)
+			if err != nil {
+				if errors.Is(err, errTooLarge) {
+					return c.h2Problem(w, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(rt.maxBody, 10)+" bytes", id), 0
+				}
+				return c.h2Problem(w, http.StatusBadRequest, "request body could not be read", id), 0
+			}
+			in = int64(len(body))
+			req.SetBody(body)
+		} else {
+			req.SetBodyStream(&countingReader{r: io.LimitReader(st.body, rt.maxBody), n: &in}, -1)
+		}
+	}
+	if err := rt.fast.hc.Do(req, resp); err != nil {
+		if st.isReset() {
+			return 499, in // the client went away; nothing to answer
+		}
+		status, reason, detail := classifyFastError(err)
+		rt.m.UpstreamErrors.WithLabelValues(rt.spec.Name, reason).Inc()
+		return c.h2Problem(w, status, detail, id), in
+	}
+	rh := &resp.Header
+	status := resp.StatusCode()
+	w.fast, w.id = rh, id
+	w.wroteHeader, w.status = true, status
+	w.declared = int64(rh.ContentLength())
+	if w.declared < 0 {
+		w.declared = -1
+	}
+	w.noBody = w.head || !bodyAllowed(status)
+	if !resp.IsBodyStream() {
+		w.Write(resp.Body())
+		w.finish()
+		return status, in
+	}
+	// Stream the body; one of unknown length (server-sent events, long
+	// polls) is flushed as it arrives.
+	flush := w.declared < 0 || bytes.HasPrefix(rh.ContentType(), []byte("text/event-stream"))
+	buf := proxyBuffers.Get()
+	defer proxyBuffers.Put(buf)
+	body := resp.BodyStream()
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				resp.CloseBodyStream()
+				return status, in // the client went away
+			}
+			if flush {
+				w.FlushError()
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			// The upstream failed mid-body: the client must not take
+			// the response as complete.
+			rt.m.UpstreamErrors.WithLabelValues(rt.spec.Name, "reset").Inc()
+			resp.CloseBodyStream()
+			c.resetStream(st, http2.ErrCodeInternal)
+			return status, in
+		}
+	}
+	resp.CloseBodyStream()
+	w.finish()
+	return status, in
+}
+
+// isReset reports whether the client reset the stream.
+func (st *h2stream) isReset() bool {
+	st.c.mu.Lock()
+	defer st.c.mu.Unlock()
+	return st.reset
+}
+
+type countingReader struct {
+	r io.Reader
+	n *int64
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	*r.n += int64(n)
+	return n, err
+}
+
+// h2Problem answers with an RFC 9457 problem, the same bytes as
+// problem.Error on the handler's path.
+func (c *h2conn) h2Problem(w *h2writer, status int, detail, id string) int {
+	p := problem.New(status, "", detail)
+	p.RequestID = id
+	b, _ := json.Marshal(p)
+	b = append(b, '\n')
+	hh := w.Header()
+	hh.Set("Content-Type", problem.ContentType)
+	hh.Set("Cache-Control", "no-store")
+	hh.Set("X-Content-Type-Options", "nosniff")
+	hh[headerRequestID] = []string{id}
+	w.WriteHeader(status)
+	w.Write(b)
+	w.finish()
+	return status
+}
+
+// h2FastHop are the upstream response fields not forwarded.
+var h2FastHop = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Proxy-Authenticate": true,
+	"Transfer-Encoding": true, "Upgrade": true, "Trailer": true, "Content-Length": true,
+	"X-Request-Id": true,
+}
+
+// encodeFast writes the upstream's response fields, the content length the
+// response carries and the request id.
+func encodeFast(enc *hpack.Encoder, rh *fasthttp.ResponseHeader, id string, length int64) {
+	sawDate := false
+	for k, v := range rh.All() {
+		if h2FastHop[string(k)] {
+			continue
+		}
+		name, ok := h2Lower[string(k)]
+		if !ok {
+			name = strings.ToLower(string(k))
+		}
+		if name == "date" {
+			sawDate = true
+		}
+		enc.WriteField(hpack.HeaderField{Name: name, Value: string(v)})
+	}
+	if length >= 0 {
+		enc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(length, 10)})
+	}
+	if !sawDate {
+		enc.WriteField(hpack.HeaderField{Name: "date", Value: httpDate()})
+	}
+	enc.WriteField(hpack.HeaderField{Name: "x-request-id", Value: id, Sensitive: true})
+}
+
+// logH2Fast writes the access line of a fast-path stream, the same fields
+// as logAccess.
+func (c *h2conn) logH2Fast(rt *route, hd *h2head, id string, status int, in, out int64, dur time.Duration) {
+	bg := context.Background()
+	lh := c.e.access.Handler()
+	if !lh.Enabled(bg, slog.LevelInfo) {
+		return
+	}
+	path := hd.path
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i] // never the query: it may carry keys or tokens
+	}
+	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "access", 0)
+	rec.AddAttrs(
+		slog.String("request_id", id),
+		slog.String("client", c.remote),
+		slog.String("listener", c.s.name),
+		slog.String("route", rt.spec.Name),
+		slog.String("method", hd.method),
+		slog.String("host", hd.authority),
+		slog.String("path", path),
+		slog.Int("status", status),
+		slog.Int64("bytes_in", in),
+		slog.Int64("bytes_out", out),
+		slog.Float64("duration_ms", float64(dur.Microseconds())/1000),
+		slog.String("proto", "HTTP/2.0"),
+		slog.Bool("sealed", false),
+		slog.String("upstream", rt.target.Host),
+		slog.String("tls", tlsVersionName(c.state.Version)),
+		slog.String("cipher", cipherSuiteName(c.state.CipherSuite)),
+		slog.String("alpn", c.state.NegotiatedProtocol),
+	)
+	lh.Handle(bg, rec)
+}
