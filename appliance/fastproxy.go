@@ -157,6 +157,12 @@ func (l *listenerGen) fastRoute(ctx *fasthttp.RequestCtx) *route {
 		// Tokens naming other headers as hop-by-hop: net/http removes them.
 		return nil
 	}
+	return l.fastLookup(bstr(h.Method()), bstr(h.Host()), bstr(path))
+}
+
+// fastLookup returns the route the listener's router picks for a request
+// when that route serves on the fast path, or nil. The strings are not kept.
+func (l *listenerGen) fastLookup(method, host, path string) *route {
 	if l.only != nil {
 		// The listener's one route matches every request.
 		if !l.only.fastServe {
@@ -165,9 +171,7 @@ func (l *listenerGen) fastRoute(ctx *fasthttp.RequestCtx) *route {
 		return l.only
 	}
 	s := scratchPool.Get().(*scratch)
-	s.r.Method = bstr(h.Method())
-	s.r.Host = bstr(h.Host())
-	s.u.Path = bstr(path)
+	s.r.Method, s.r.Host, s.u.Path = method, host, path
 	hd, _ := l.mux.Handler(&s.r)
 	s.r.Method, s.r.Host, s.u.Path = "", "", ""
 	scratchPool.Put(s)

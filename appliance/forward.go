@@ -117,10 +117,26 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write(resp.Body())
 		return
 	}
-	// Stream the body; a response of unknown length (server-sent events,
-	// long polls) is flushed as it arrives, as ReverseProxy does.
+	// A response of unknown length (server-sent events, long polls) is
+	// flushed as it arrives, as ReverseProxy does.
 	flush := cl < 0 || strings.HasPrefix(string(rh.ContentType()), "text/event-stream")
 	rc := http.NewResponseController(w)
+	if err := streamUpstream(w, rc.Flush, flush, resp); err != nil && !errors.Is(err, errClientGone) {
+		// The upstream failed mid-body: abort, so the client sees a
+		// truncated response rather than a complete one.
+		rt.m.UpstreamErrors.WithLabelValues(rt.spec.Name, "reset").Inc()
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// errClientGone is a failed write to the client.
+var errClientGone = errors.New("the client went away")
+
+// streamUpstream copies a streamed upstream body to w, flushing each piece
+// when flush is set, and closes it. It returns errClientGone when a write
+// to the client failed, or the upstream's error.
+func streamUpstream(w io.Writer, flushFn func() error, flush bool, resp *fasthttp.Response) error {
+	defer resp.CloseBodyStream()
 	buf := proxyBuffers.Get()
 	defer proxyBuffers.Put(buf)
 	body := resp.BodyStream()
@@ -128,25 +144,19 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n, err := body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				resp.CloseBodyStream()
-				return // the client went away
+				return errClientGone
 			}
 			if flush {
-				rc.Flush()
+				flushFn()
 			}
 		}
 		if errors.Is(err, io.EOF) {
-			break
+			return nil
 		}
 		if err != nil {
-			// The upstream failed mid-body: abort, so the client sees a
-			// truncated response rather than a complete one.
-			rt.m.UpstreamErrors.WithLabelValues(rt.spec.Name, "reset").Inc()
-			resp.CloseBodyStream()
-			panic(http.ErrAbortHandler)
+			return err
 		}
 	}
-	resp.CloseBodyStream()
 }
 
 // connectionTokens returns the header names a request's Connection header

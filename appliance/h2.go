@@ -206,36 +206,7 @@ func (c *h2conn) serve(prefaceTimeout time.Duration) error {
 	first := true
 	for {
 		f, err := c.fr.ReadFrame()
-		if err != nil {
-			var se http2.StreamError
-			if errors.As(err, &se) {
-				if err := c.streamError(se); err != nil {
-					return err
-				}
-				continue
-			}
-			var ce http2.ConnectionError
-			if errors.As(err, &ce) {
-				return c.goAway(http2.ErrCode(ce), err)
-			}
-			if errors.Is(err, http2.ErrFrameTooLarge) {
-				return c.goAway(http2.ErrCodeFrameSize, err)
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Idle, or a drain or the client's GOAWAY ended it.
-				c.mu.Lock()
-				if !c.goingAway {
-					c.goingAway = true
-					c.fr.WriteGoAway(c.maxID, http2.ErrCodeNo, nil)
-				}
-				c.flushLocked()
-				c.mu.Unlock()
-				return nil
-			}
-			return err
-		}
-		if first {
+		if err == nil && first {
 			sf, ok := f.(*http2.SettingsFrame)
 			if !ok || sf.IsAck() {
 				return c.goAway(http2.ErrCodeProtocol, errors.New("first frame is not SETTINGS"))
@@ -245,21 +216,37 @@ func (c *h2conn) serve(prefaceTimeout time.Duration) error {
 			c.idleCheck()
 			c.mu.Unlock()
 		}
-		if err := c.frame(f); err != nil {
-			var se http2.StreamError
-			if errors.As(err, &se) {
-				if err := c.streamError(se); err != nil {
-					return err
-				}
-				continue
+		if err == nil {
+			err = c.frame(f)
+		}
+		if err == nil {
+			continue
+		}
+		var se http2.StreamError
+		var ce http2.ConnectionError
+		var ne net.Error
+		switch {
+		case errors.As(err, &se):
+			if err := c.streamError(se); err != nil {
+				return err
 			}
-			var ce http2.ConnectionError
-			if errors.As(err, &ce) {
-				return c.goAway(http2.ErrCode(ce), err)
+		case errors.As(err, &ce):
+			return c.goAway(http2.ErrCode(ce), err)
+		case errors.Is(err, http2.ErrFrameTooLarge):
+			return c.goAway(http2.ErrCodeFrameSize, err)
+		case errors.Is(err, h2Done):
+			return nil
+		case errors.As(err, &ne) && ne.Timeout():
+			// Idle, or a drain or the client's GOAWAY ended it.
+			c.mu.Lock()
+			if !c.goingAway {
+				c.goingAway = true
+				c.fr.WriteGoAway(c.maxID, http2.ErrCodeNo, nil)
 			}
-			if errors.Is(err, h2Done) {
-				return nil
-			}
+			c.flushLocked()
+			c.mu.Unlock()
+			return nil
+		default:
 			return err
 		}
 	}
@@ -939,6 +926,10 @@ var h2bufPool = sync.Pool{New: func() any {
 	return &b
 }}
 
+// h2FlushAt is how much framed output a connection gathers before it
+// writes, whatever else is pending.
+const h2FlushAt = 32 << 10
+
 // h2WriteTimeout bounds one write to the client: a client that stops
 // reading loses its connection instead of holding it forever.
 const h2WriteTimeout = 30 * time.Second
@@ -1284,6 +1275,13 @@ func (w *h2writer) emit(end bool) error {
 		data = data[n:]
 		if last {
 			break
+		}
+		if len(c.out.b) >= h2FlushAt {
+			// A large response goes out as it is framed, not
+			// gathered whole in the connection's buffer.
+			if err := c.flushLocked(); err != nil {
+				return err
+			}
 		}
 	}
 	if !end {

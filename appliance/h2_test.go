@@ -991,3 +991,37 @@ func TestH2HandlerPath(t *testing.T) {
 		t.Fatalf("%d h2 connections, want all requests on 1", got)
 	}
 }
+
+// TestH2LargeResponseStreams: a response of known length goes out as it is
+// framed, not gathered whole first. The upstream sends 256 KiB and waits
+// until the client has read 64 KiB of it before it sends the rest: with the
+// response held back until it is complete, neither side would move.
+func TestH2LargeResponseStreams(t *testing.T) {
+	const total, first = 1 << 20, 256 << 10
+	clientHas := make(chan struct{})
+	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(total))
+		chunk := bytes.Repeat([]byte("y"), first)
+		w.Write(chunk)
+		w.(http.Flusher).Flush()
+		select {
+		case <-clientHas:
+		case <-time.After(5 * time.Second):
+			return // the response stays short: the client sees an error
+		}
+		w.Write(bytes.Repeat([]byte("y"), total-first))
+	}), nil)
+	resp, err := f.client(true).Get(f.url("/big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadFull(resp.Body, make([]byte, 64<<10)); err != nil {
+		t.Fatalf("the first 64 KiB did not arrive: %v", err)
+	}
+	close(clientHas)
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || len(rest) != total-64<<10 {
+		t.Fatalf("the rest: %d bytes, %v; want %d", len(rest), err, total-64<<10)
+	}
+}

@@ -41,22 +41,7 @@ func (l *listenerGen) h2FastRoute(hd *h2head) *route {
 	if !plainPath(unsafe.Slice(unsafe.StringData(path), len(path))) || strings.HasPrefix(path, sealPrefix) {
 		return nil
 	}
-	if l.only != nil {
-		if !l.only.fastServe {
-			return nil
-		}
-		return l.only
-	}
-	s := scratchPool.Get().(*scratch)
-	s.r.Method, s.r.Host, s.u.Path = hd.method, hd.authority, path
-	hnd, _ := l.mux.Handler(&s.r)
-	s.r.Method, s.r.Host, s.u.Path = "", "", ""
-	scratchPool.Put(s)
-	rt, _ := hnd.(*route)
-	if rt == nil || !rt.fastServe {
-		return nil
-	}
-	return rt
+	return l.fastLookup(hd.method, hd.authority, path)
 }
 
 // h2FastDrop are the request fields the fast path does not forward: those
@@ -158,37 +143,19 @@ func (c *h2conn) proxyH2(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd 
 		w.finish()
 		return status, in
 	}
-	// Stream the body; one of unknown length (server-sent events, long
-	// polls) is flushed as it arrives.
+	// One of unknown length (server-sent events, long polls) is flushed as
+	// it arrives.
 	flush := w.declared < 0 || bytes.HasPrefix(rh.ContentType(), []byte("text/event-stream"))
-	buf := proxyBuffers.Get()
-	defer proxyBuffers.Put(buf)
-	body := resp.BodyStream()
-	for {
-		n, err := body.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				resp.CloseBodyStream()
-				return status, in // the client went away
-			}
-			if flush {
-				w.FlushError()
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			// The upstream failed mid-body: the client must not take
-			// the response as complete.
-			rt.m.UpstreamErrors.WithLabelValues(rt.spec.Name, "reset").Inc()
-			resp.CloseBodyStream()
-			c.resetStream(st, http2.ErrCodeInternal)
-			return status, in
-		}
+	switch err := streamUpstream(w, w.FlushError, flush, resp); {
+	case err == nil:
+		w.finish()
+	case errors.Is(err, errClientGone):
+	default:
+		// The upstream failed mid-body: the client must not take the
+		// response as complete.
+		rt.m.UpstreamErrors.WithLabelValues(rt.spec.Name, "reset").Inc()
+		c.resetStream(st, http2.ErrCodeInternal)
 	}
-	resp.CloseBodyStream()
-	w.finish()
 	return status, in
 }
 
