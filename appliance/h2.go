@@ -58,7 +58,7 @@ const (
 type h2conn struct {
 	e         *Engine
 	s         *server
-	tc        *tls.Conn
+	tc        h2Transport
 	gc        *guardedConn
 	handler   http.Handler
 	state     tls.ConnectionState
@@ -108,8 +108,19 @@ type h2stream struct {
 	w            h2writer // the handler's
 }
 
+// h2Transport is what the server needs of a connection: a *tls.Conn, whose
+// CloseWrite sends close_notify (the fuzz test uses a plain pipe).
+type h2Transport interface {
+	net.Conn
+	CloseWrite() error
+}
+
 // serveH2 serves an HTTP/2 connection until it ends.
 func (e *Engine) serveH2(s *server, tc *tls.Conn, gc *guardedConn) {
+	e.serveH2Conn(s, tc, tc.ConnectionState(), gc)
+}
+
+func (e *Engine) serveH2Conn(s *server, tc h2Transport, state tls.ConnectionState, gc *guardedConn) {
 	lim := s.limits()
 	c := &h2conn{
 		e:          e,
@@ -117,7 +128,7 @@ func (e *Engine) serveH2(s *server, tc *tls.Conn, gc *guardedConn) {
 		tc:         tc,
 		gc:         gc,
 		handler:    s.srv.Handler,
-		state:      tc.ConnectionState(),
+		state:      state,
 		remote:     tc.RemoteAddr().String(),
 		idle:       lim.IdleTimeout,
 		streams:    make(map[uint32]*h2stream),

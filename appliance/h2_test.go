@@ -1025,3 +1025,87 @@ func TestH2LargeResponseStreams(t *testing.T) {
 		t.Fatalf("the rest: %d bytes, %v; want %d", len(rest), err, total-64<<10)
 	}
 }
+
+// pipeTransport gives a pipe the CloseWrite the server calls on TLS.
+type pipeTransport struct{ net.Conn }
+
+func (pipeTransport) CloseWrite() error { return nil }
+
+// h2Seed is a client's bytes after the preface: frames written by x/net's
+// Framer (and header blocks by its encoder) through fn.
+func h2Seed(fn func(fr *http2.Framer, block func(fields ...string) []byte)) []byte {
+	var out, hb bytes.Buffer
+	fr := http2.NewFramer(&out, nil)
+	enc := hpack.NewEncoder(&hb)
+	block := func(fields ...string) []byte {
+		hb.Reset()
+		for i := 0; i+1 < len(fields); i += 2 {
+			enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+		}
+		return bytes.Clone(hb.Bytes())
+	}
+	fr.WriteSettings()
+	fn(fr, block)
+	return out.Bytes()
+}
+
+// FuzzH2Frames feeds arbitrary bytes after the client preface to the
+// engine's HTTP/2 server, as a client could: it must not panic (a panic
+// anywhere ends the fuzzing process), and it must end the connection once
+// the client has gone.
+func FuzzH2Frames(f *testing.F) {
+	fx := newFixture(f, nil, nil)
+	fx.e.mu.Lock()
+	srv := fx.e.servers["api"]
+	fx.e.mu.Unlock()
+	get := func(fr *http2.Framer, block func(...string) []byte, id uint32, end bool, path string) {
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, EndStream: end, EndHeaders: true,
+			BlockFragment: block(":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", path)})
+	}
+	f.Add(h2Seed(func(fr *http2.Framer, b func(...string) []byte) { get(fr, b, 1, true, "/a") }))
+	f.Add(h2Seed(func(fr *http2.Framer, b func(...string) []byte) {
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true,
+			BlockFragment: b(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/up", "content-length", "5", "expect", "100-continue")})
+		fr.WriteData(1, false, []byte("he"))
+		fr.WriteWindowUpdate(0, 1000)
+		fr.WriteData(1, true, []byte("llo"))
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, EndHeaders: true, BlockFragment: b(":method", "POST", ":scheme", "https", ":authority", "localhost", ":path", "/t", "trailer", "x-sum")})
+		fr.WriteData(3, false, []byte("body"))
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, EndStream: true, EndHeaders: true, BlockFragment: b("x-sum", "1")})
+	}))
+	f.Add(h2Seed(func(fr *http2.Framer, b func(...string) []byte) {
+		get(fr, b, 1, false, "/%7Ehandler")
+		fr.WriteRSTStream(1, http2.ErrCodeCancel)
+		fr.WritePing(false, [8]byte{1, 2, 3})
+		fr.WritePriority(5, http2.PriorityParam{StreamDep: 5})
+		fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1}, http2.Setting{ID: http2.SettingMaxFrameSize, Val: 16384})
+		get(fr, b, 7, true, "/b")
+		fr.WriteWindowUpdate(7, 1<<30)
+		fr.WriteGoAway(7, http2.ErrCodeNo, nil)
+	}))
+	f.Add(h2Seed(func(fr *http2.Framer, b func(...string) []byte) {
+		blk := b(":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/c", "cookie", "a=1", "cookie", "b=2")
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndStream: true, BlockFragment: blk[:3]})
+		fr.WriteContinuation(1, true, blk[3:])
+		fr.WriteData(9, true, []byte("idle"))
+	}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, b := net.Pipe()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			fx.e.serveH2Conn(srv, pipeTransport{a}, tls.ConnectionState{Version: tls.VersionTLS13, NegotiatedProtocol: "h2"}, &guardedConn{Conn: a})
+		}()
+		go io.Copy(io.Discard, b)
+		b.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		if _, err := b.Write([]byte(http2.ClientPreface)); err == nil {
+			b.Write(data)
+		}
+		b.Close()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the server kept the connection 10 s after the client closed it")
+		}
+	})
+}

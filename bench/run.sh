@@ -344,7 +344,7 @@ meta() {
 		echo "- Keep-alive to clients and to the upstream for all (nginx \`keepalive 128\` upstream pool; HAProxy and Caddy and sealgate pool by default)."
 		echo "- Upstream: nginx 1 worker on core $LOAD_CPU serving a 1024-byte JSON file and a 1 MiB file over HTTP/1.1; measured alone in the \`upstream\` rows (sharing its core with the load generator, so those rows are a floor, not its ceiling)."
 		echo "- Access logs off, except scenario 1b (each proxy writes one line per request to a file)."
-		echo "- Load: scenario 1 \`wrk -t1 -c64 --latency\`; 1b same; 2 \`h2load -t1 -c8 -m8\`; 3 \`wrk -t1 -c64 -H 'Connection: close'\` (wrk does not resume sessions: full handshake each); 4 \`wrk -t1 -c16\` on /1m (MB/s of 10^6 bytes incl. headers); 5 \`sgbench rate\` (Go, open loop, latency from the scheduled start, 64 conns) at 50% of nginx's scenario-1 rate of the same round; 6a wrk with an API key; 6b \`sgbench sealed\` (client SDK, 64 workers, h2); 7 \`sgbench idle\` (one request on each connection, then idle; PSS of the proxy's processes)."
+		echo "- Load: scenario 1 \`wrk -t1 -c64 --latency\`; 1b same; 2 \`h2load -t1 -c8 -m8\`; 3 \`wrk -t1 -c64 -H 'Connection: close'\` (wrk does not resume sessions: full handshake each); 4 \`wrk -t1 -c16\` on /1m (MB/s of 10^6 bytes incl. headers); 5 \`sgbench rate\` (Go, open loop, latency from the scheduled start, 64 conns) at 50% of nginx's scenario-1 rate of the same round; 6a wrk with an API key; 6b \`sgbench sealed\` (client SDK, 64 workers, h2); 7 \`sgbench idle\` (one request on each connection, then idle; PSS of the proxy's processes), 7b the same with \`-h2\` (one stream on each h2 connection)."
 		echo
 		echo "## Negotiated TLS per peer"
 		echo
@@ -522,6 +522,11 @@ main() {
 		load "$SGBENCH" idle -addr "127.0.0.1:${PORT[$p]}" -ca "$WORK/cert.pem" -n "$IDLE_CONNS" -pids "$(pids "$p")" \
 			-prefix "1	s7_idle	$p" >>"$WORK/raw.tsv" 2>"$WORK/idle.err" ||
 			na s7_idle "$p" "$(tail -1 "$WORK/idle.err" | cut -c1-200)"
+		stop "$p"
+		start "$p" off
+		load "$SGBENCH" idle -h2 -addr "127.0.0.1:${PORT[$p]}" -ca "$WORK/cert.pem" -n "$IDLE_CONNS" -pids "$(pids "$p")" \
+			-prefix "1	s7_idle_h2	$p" >>"$WORK/raw.tsv" 2>"$WORK/idle.err" ||
+			na s7_idle_h2 "$p" "$(tail -1 "$WORK/idle.err" | cut -c1-200)"
 		stop "$p"
 	done
 	log "measured in $((SECONDS - t0))s"

@@ -15,6 +15,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // cmdIdle opens n TLS connections to addr, makes one keep-alive request on
@@ -32,6 +35,7 @@ func cmdIdle(args []string) error {
 	pidList := fs.String("pids", "", "comma-separated PIDs of the proxy's processes")
 	settle := fs.Duration("settle", 2*time.Second, "wait before reading memory")
 	prefix := fs.String("prefix", "", "prefix of each output line")
+	h2 := fs.Bool("h2", false, "h2 connections (one stream each) instead of HTTP/1.1")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,6 +56,11 @@ func cmdIdle(args []string) error {
 		return fmt.Errorf("-addr %q: %w", *addr, err)
 	}
 	tc.ServerName = host
+	open := openIdle
+	if *h2 {
+		tc.NextProtos = []string{"h2"}
+		open = openIdleH2
+	}
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return fmt.Errorf("reading the open-file limit: %w", err)
@@ -74,7 +83,7 @@ func cmdIdle(args []string) error {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				c, err := openIdle(*addr, tc, req)
+				c, err := open(*addr, tc, req)
 				if err != nil {
 					errc <- fmt.Errorf("connection %d: %w", i, err)
 					for range work {
@@ -139,6 +148,73 @@ func openIdle(addr string, tc *tls.Config, req []byte) (net.Conn, error) {
 	if err != nil {
 		c.Close()
 		return nil, err
+	}
+	c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// openIdleH2 opens an h2 connection and completes one GET on it (path and
+// host taken from the HTTP/1.1 request line req), answering the server's
+// SETTINGS as a client does.
+func openIdleH2(addr string, tc *tls.Config, req []byte) (net.Conn, error) {
+	path := strings.Fields(string(req))[1]
+	raw, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c := tls.Client(raw, tc)
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	fail := func(err error) (net.Conn, error) {
+		c.Close()
+		return nil, err
+	}
+	if err := c.Handshake(); err != nil {
+		return fail(err)
+	}
+	if p := c.ConnectionState().NegotiatedProtocol; p != "h2" {
+		return fail(fmt.Errorf("ALPN %q, want h2", p))
+	}
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", addr}, {":path", path}, {"user-agent", "sgbench-idle"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	bw := bufio.NewWriter(c)
+	bw.WriteString(http2.ClientPreface)
+	fr := http2.NewFramer(bw, c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	fr.WriteSettings()
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	if err := bw.Flush(); err != nil {
+		return fail(err)
+	}
+	status := ""
+	for done := false; !done; {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return fail(err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+				if err := bw.Flush(); err != nil {
+					return fail(err)
+				}
+			}
+		case *http2.MetaHeadersFrame:
+			status = f.PseudoValue("status")
+			done = f.StreamEnded()
+		case *http2.DataFrame:
+			done = f.StreamEnded()
+		case *http2.RSTStreamFrame:
+			return fail(fmt.Errorf("stream reset: %v", f.ErrCode))
+		case *http2.GoAwayFrame:
+			return fail(fmt.Errorf("GOAWAY: %v", f.ErrCode))
+		}
+	}
+	if status != "200" {
+		return fail(fmt.Errorf("status %s", status))
 	}
 	c.SetDeadline(time.Time{})
 	return c, nil

@@ -43,6 +43,7 @@ var scenarios = []Scenario{
 	{ID: "s6_sealed", Title: "6b. sealgate sealed requests (Go client SDK, h2)", Metric: "rps", Unit: "req/s", Latency: true},
 	{ID: "s6_steered", Title: "6c. sealgate through an eBPF-steered port (wrk)", Metric: "rps", Unit: "req/s", Latency: true},
 	{ID: "s7_idle", Title: "7. memory with idle keep-alive TLS conns", Metric: "rss_mib", Unit: "MiB PSS", Lower: true},
+	{ID: "s7_idle_h2", Title: "7b. the same over h2 (one stream each)", Metric: "rss_mib", Unit: "MiB PSS", Lower: true},
 }
 
 var proxyOrder = []string{"upstream", "nginx", "haproxy", "caddy", "sealgate"}
@@ -233,7 +234,7 @@ func writeTable(w io.Writer, r results, na map[string]map[string]string) {
 			} else if p == "nginx" {
 				ratio = "1"
 			}
-			if s.ID == "s7_idle" {
+			if strings.HasPrefix(s.ID, "s7_idle") {
 				if f := summarize(r.values(s.ID, p, "kib_per_conn")); f.ok {
 					unit = fmt.Sprintf("MiB PSS with %.0f conns (%.1f KiB/conn over the idle process)", summarize(r.values(s.ID, p, "conns")).med, f.med)
 				}
