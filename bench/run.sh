@@ -12,9 +12,9 @@ set -euo pipefail
 
 MODE=${1:-quick}
 case "$MODE" in
-quick) ROUNDS=1 DUR=2 WARM=500ms IDLE_CONNS=2000 ;;
-full) ROUNDS=3 DUR=4 WARM=1s IDLE_CONNS=10000 ;;
-profile) ROUNDS=1 DUR=10 WARM=1s IDLE_CONNS=0 ;;
+quick) ROUNDS=1 DUR=2 WARM=500ms IDLE_CONNS=1000 IDLE_SETTLE=1s ;;
+full) ROUNDS=3 DUR=4 WARM=1s IDLE_CONNS=10000 IDLE_SETTLE=2s ;;
+profile) ROUNDS=1 DUR=10 WARM=1s IDLE_CONNS=0 IDLE_SETTLE=0s ;;
 *)
 	echo "usage: $0 quick|full|profile" >&2
 	exit 2
@@ -519,12 +519,12 @@ main() {
 	[ "$IDLE_CONNS" -gt 0 ] && log "scenario 7: $IDLE_CONNS idle connections, each peer freshly started"
 	[ "$IDLE_CONNS" -gt 0 ] && for p in "${PEERS[@]}"; do
 		start "$p" off
-		load "$SGBENCH" idle -addr "127.0.0.1:${PORT[$p]}" -ca "$WORK/cert.pem" -n "$IDLE_CONNS" -pids "$(pids "$p")" \
+		load "$SGBENCH" idle -settle "$IDLE_SETTLE" -addr "127.0.0.1:${PORT[$p]}" -ca "$WORK/cert.pem" -n "$IDLE_CONNS" -pids "$(pids "$p")" \
 			-prefix "1	s7_idle	$p" >>"$WORK/raw.tsv" 2>"$WORK/idle.err" ||
 			na s7_idle "$p" "$(tail -1 "$WORK/idle.err" | cut -c1-200)"
 		stop "$p"
 		start "$p" off
-		load "$SGBENCH" idle -h2 -addr "127.0.0.1:${PORT[$p]}" -ca "$WORK/cert.pem" -n "$IDLE_CONNS" -pids "$(pids "$p")" \
+		load "$SGBENCH" idle -settle "$IDLE_SETTLE" -h2 -addr "127.0.0.1:${PORT[$p]}" -ca "$WORK/cert.pem" -n "$IDLE_CONNS" -pids "$(pids "$p")" \
 			-prefix "1	s7_idle_h2	$p" >>"$WORK/raw.tsv" 2>"$WORK/idle.err" ||
 			na s7_idle_h2 "$p" "$(tail -1 "$WORK/idle.err" | cut -c1-200)"
 		stop "$p"
