@@ -295,11 +295,19 @@ func replay(req *fasthttp.Request) (head []byte, body io.Reader) {
 // the listener's largest max_body (at most maxBufferedBody, or the listener
 // is not on the fast path): a declared length above it is refused before
 // its body is read; each route's own limit is checked in the handler.
-func (s *server) headerReceived(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+//
+// The server's read timeout (read_header_timeout) bounds the request head;
+// a request with a body gets idle_timeout to deliver it, as a slow link
+// uploading megabytes needs more than the head's few seconds.
+func (s *server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	var rc fasthttp.RequestConfig
 	if l := s.listener(); l != nil && l.maxBody > 0 {
-		return fasthttp.RequestConfig{MaxRequestBodySize: int(l.maxBody)}
+		rc.MaxRequestBodySize = int(l.maxBody)
 	}
-	return fasthttp.RequestConfig{}
+	if h.ContentLength() != 0 {
+		rc.ReadTimeout = max(s.limits().IdleTimeout, s.limits().ReadHeaderTimeout)
+	}
+	return rc
 }
 
 // fastError answers what fasthttp refuses before the handler runs, as

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/valyala/fasthttp"
@@ -421,4 +422,37 @@ func FuzzReplay(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFastPathSlowBody: on the HTTP/1.1 fast path read_header_timeout bounds
+// the request head only; a body gets idle_timeout, so a slow upload is not
+// cut off after the head's few seconds.
+func TestFastPathSlowBody(t *testing.T) {
+	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "got:%s", b)
+	}), func(s *Spec, _ *testpki.CA) {
+		s.Limits.ReadHeaderTimeout = 300 * time.Millisecond
+		s.Limits.IdleTimeout = 10 * time.Second
+	})
+	c, err := tls.Dial("tcp", f.addr, &tls.Config{RootCAs: f.ca.Pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST /slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 6\r\n\r\nabc")
+	time.Sleep(900 * time.Millisecond) // three times read_header_timeout
+	io.WriteString(c, "def")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "got:abcdef" {
+		t.Fatalf("%d %q, want 200 got:abcdef", resp.StatusCode, body)
+	}
+	if f.conns("http1_fast") != 1 {
+		t.Fatal("the request did not take the fast path")
+	}
 }

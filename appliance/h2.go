@@ -562,7 +562,7 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 	}
 	st.w = h2writer{st: st, head: hd.method == http.MethodHead}
 	if !f.StreamEnded() {
-		st.body = &h2body{st: st, needContinue: hd.expect}
+		st.body = &h2body{st: st, needContinue: hd.expect, gap: c.idle}
 		st.body.cond.L = &st.body.mu
 	}
 	// The route may be served on the fast path (h2fast.go): no
@@ -971,7 +971,23 @@ type h2body struct {
 	err          error // set once: io.EOF or why the body ended
 	trailer      http.Header
 	needContinue bool
+	gap          time.Duration // longest wait for the next byte; 0: none
+	timer        *time.Timer
+	waiting      bool
 }
+
+// expire ends a body whose reader has waited its gap for the next byte.
+func (b *h2body) expire() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.waiting && len(b.chunks) == 0 && b.err == nil {
+		b.err = errH2BodyTimeout
+		b.cond.Broadcast()
+	}
+}
+
+// errH2BodyTimeout is a request body the client stopped sending.
+var errH2BodyTimeout = errors.New("http2: the client sent no request body bytes for idle_timeout")
 
 // write queues p for the handler; false when the body is closed.
 func (b *h2body) write(p []byte) bool {
@@ -1017,7 +1033,21 @@ func (b *h2body) Read(p []byte) (int, error) {
 		}
 	}
 	for len(b.chunks) == 0 && b.err == nil {
+		// A client that stops sending a body it started does not hold
+		// the stream (and its upstream exchange) forever.
+		if b.gap > 0 {
+			if b.timer == nil {
+				b.timer = time.AfterFunc(b.gap, b.expire)
+			} else {
+				b.timer.Reset(b.gap)
+			}
+		}
+		b.waiting = true
 		b.cond.Wait()
+		b.waiting = false
+	}
+	if b.timer != nil {
+		b.timer.Stop()
 	}
 	if len(b.chunks) == 0 {
 		err := b.err

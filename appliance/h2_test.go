@@ -1109,3 +1109,30 @@ func FuzzH2Frames(f *testing.F) {
 		}
 	})
 }
+
+// TestH2StalledBody: a client that stops sending a request body it started
+// gets 408 after idle_timeout without a byte, with and without a declared
+// length; a small body's request never reached the upstream (it is sent
+// once buffered, and it never was).
+func TestH2StalledBody(t *testing.T) {
+	f := newFixture(t, nil, func(s *Spec, _ *testpki.CA) { s.Limits.IdleTimeout = 300 * time.Millisecond })
+	for _, extra := range [][]string{{"content-length", "10"}, nil} {
+		c := dialH2(t, f)
+		if err := c.headers(1, false, reqFields("POST", "/stall", extra...)...); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.write(func(fr *http2.Framer) error { return fr.WriteData(1, false, []byte("abc")) }); err != nil {
+			t.Fatal(err)
+		}
+		_, head, body, err := c.response(1, 10*time.Second)
+		if err != nil {
+			t.Fatalf("%v: %v", extra, err)
+		}
+		if head.get(":status") != "408" || !strings.Contains(string(body), "not received in time") {
+			t.Fatalf("%v: %v %q, want 408", extra, head, body)
+		}
+	}
+	if n := f.hits.Load(); n != 0 {
+		t.Fatalf("the upstream saw %d requests", n)
+	}
+}

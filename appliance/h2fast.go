@@ -113,6 +113,9 @@ func (c *h2conn) proxyH2(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd 
 				if errors.Is(err, errTooLarge) {
 					return c.h2Problem(w, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(rt.maxBody, 10)+" bytes", id), 0
 				}
+				if errors.Is(err, errH2BodyTimeout) {
+					return c.h2Problem(w, http.StatusRequestTimeout, "the request body was not received in time", id), 0
+				}
 				return c.h2Problem(w, http.StatusBadRequest, "request body could not be read", id), 0
 			}
 			in = int64(len(body))
@@ -124,6 +127,9 @@ func (c *h2conn) proxyH2(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd 
 	if err := rt.fast.hc.Do(req, resp); err != nil {
 		if st.isReset() {
 			return 499, in // the client went away; nothing to answer
+		}
+		if errors.Is(err, errH2BodyTimeout) {
+			return c.h2Problem(w, http.StatusRequestTimeout, "the request body was not received in time", id), in
 		}
 		status, reason, detail := classifyFastError(err)
 		rt.m.UpstreamErrors.WithLabelValues(rt.spec.Name, reason).Inc()
