@@ -63,6 +63,7 @@ type h2conn struct {
 	handler   http.Handler
 	state     tls.ConnectionState
 	remote    string
+	clientIP  string // the client's address for X-Forwarded-For, or ""
 	idle      time.Duration
 	maxHeader int           // the header list size answered with 431 above it
 	fr        *http2.Framer // read side: the serve goroutine; write side: under mu
@@ -138,6 +139,9 @@ func (e *Engine) serveH2Conn(s *server, tc h2Transport, state tls.ConnectionStat
 		peerFrame:  16384,
 	}
 	c.cond.L = &c.mu
+	if gc.client.IsValid() {
+		c.clientIP = gc.client.String()
+	}
 	c.fr = http2.NewFramer(&c.out, tc)
 	c.fr.SetMaxReadFrameSize(h2MaxFrame)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)

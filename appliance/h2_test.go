@@ -1134,3 +1134,46 @@ func TestH2StalledBody(t *testing.T) {
 		t.Fatalf("the upstream saw %d requests", n)
 	}
 }
+
+// TestH2StreamedBodyOverLimit: on a route whose max_body is above what the
+// engine buffers, a body of unknown length streams to the upstream; past
+// max_body the client gets 413 and the upstream never sees the body end as
+// if it were complete.
+func TestH2StreamedBodyOverLimit(t *testing.T) {
+	const limit = 9 << 20
+	upstreamGot := make(chan error, 1)
+	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err == nil {
+			err = fmt.Errorf("the upstream read a complete body of %d bytes", n)
+		} else {
+			err = nil // aborted: what it should see
+		}
+		upstreamGot <- err
+	}), func(s *Spec, _ *testpki.CA) { s.Routes[0].MaxBody = limit })
+	body := io.LimitReader(zeroReader{}, limit+1<<20) // no length: streamed
+	resp, err := f.client(true).Post(f.url("/big-upload"), "application/octet-stream", io.NopCloser(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("%d %s, want 413", resp.StatusCode, b)
+	}
+	select {
+	case err := <-upstreamGot:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream handler did not finish")
+	}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}

@@ -93,8 +93,8 @@ func (c *h2conn) proxyH2(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd 
 			h.Add(hf.Name, hf.Value)
 		}
 	}
-	if c.gc.client.IsValid() {
-		h.Set("X-Forwarded-For", c.gc.client.String())
+	if c.clientIP != "" {
+		h.Set("X-Forwarded-For", c.clientIP)
 	}
 	h.Set("X-Forwarded-Host", hd.authority)
 	h.Set("X-Forwarded-Proto", "https")
@@ -121,7 +121,9 @@ func (c *h2conn) proxyH2(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd 
 			in = int64(len(body))
 			req.SetBody(body)
 		} else {
-			req.SetBodyStream(&countingReader{r: io.LimitReader(st.body, rt.maxBody), n: &in}, -1)
+			// Streamed: past max_body the exchange is aborted, not
+			// sent on truncated as if complete.
+			req.SetBodyStream(&countingReader{r: st.body, n: &in, max: rt.maxBody}, -1)
 		}
 	}
 	if err := rt.fast.hc.Do(req, resp); err != nil {
@@ -130,6 +132,9 @@ func (c *h2conn) proxyH2(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd 
 		}
 		if errors.Is(err, errH2BodyTimeout) {
 			return c.h2Problem(w, http.StatusRequestTimeout, "the request body was not received in time", id), in
+		}
+		if errors.Is(err, errTooLarge) {
+			return c.h2Problem(w, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(rt.maxBody, 10)+" bytes", id), in
 		}
 		status, reason, detail := classifyFastError(err)
 		rt.m.UpstreamErrors.WithLabelValues(rt.spec.Name, reason).Inc()
@@ -172,14 +177,20 @@ func (st *h2stream) isReset() bool {
 	return st.reset
 }
 
+// countingReader counts a request body as it is read; with max set, more
+// than max bytes is errTooLarge.
 type countingReader struct {
-	r io.Reader
-	n *int64
+	r   io.Reader
+	n   *int64
+	max int64
 }
 
 func (r *countingReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
 	*r.n += int64(n)
+	if r.max > 0 && *r.n > r.max {
+		return n, errTooLarge
+	}
 	return n, err
 }
 
