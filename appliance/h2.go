@@ -1234,22 +1234,13 @@ func (w *h2writer) finish() {
 }
 
 // sendContinue answers Expect: 100-continue when the handler first reads.
-func (w *h2writer) sendContinue() {
-	c := w.st.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if w.sentHeader || w.st.localClosed || c.err != nil {
-		return
-	}
-	if err := c.writeHeaderBlock(w.st.id, false, func(enc *hpack.Encoder) {
-		enc.WriteField(hpack.HeaderField{Name: ":status", Value: "100"})
-	}); err == nil {
-		c.flushLocked()
-	}
-}
+func (w *h2writer) sendContinue() { w.interim(http.StatusContinue, nil) }
 
-// informational sends a 1xx response (103 Early Hints and the like).
-func (w *h2writer) informational(code int) {
+// informational sends a 1xx response the handler wrote (103 Early Hints
+// and the like), with its header fields.
+func (w *h2writer) informational(code int) { w.interim(code, w.header) }
+
+func (w *h2writer) interim(code int, h http.Header) {
 	c := w.st.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -1258,7 +1249,7 @@ func (w *h2writer) informational(code int) {
 	}
 	if err := c.writeHeaderBlock(w.st.id, false, func(enc *hpack.Encoder) {
 		enc.WriteField(hpack.HeaderField{Name: ":status", Value: strconv.Itoa(code)})
-		encodeFields(enc, w.header, nil)
+		encodeFields(enc, h, nil)
 	}); err == nil {
 		c.flushLocked()
 	}

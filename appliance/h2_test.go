@@ -125,6 +125,21 @@ func TestH2Conformance(t *testing.T) {
 	}
 }
 
+// warmClient returns an h2 client that has made one request, so it holds
+// the connection and the server's SETTINGS before a burst (otherwise it may
+// dial several connections at once).
+func warmClient(t *testing.T, f *fixture) *http.Client {
+	t.Helper()
+	c := f.client(true)
+	resp, err := c.Get(f.url("/warm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return c
+}
+
 // TestH2ManyConcurrentStreams: 200 requests at once on one connection all
 // get their own answer, from the engine's server and from net/http's (the
 // control).
@@ -136,16 +151,7 @@ func TestH2ManyConcurrentStreams(t *testing.T) {
 	}{{"engine", false, "http2"}, {"net/http", true, "http2_full"}} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, nil, func(s *Spec, _ *testpki.CA) { s.DisableH2FastPath = tt.disable })
-			c := f.client(true)
-			// One request first, so the client has the connection and
-			// the server's SETTINGS before the burst (otherwise it may
-			// dial several connections at once).
-			if resp, err := c.Get(f.url("/warm")); err != nil {
-				t.Fatal(err)
-			} else {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
+			c := warmClient(t, f)
 			const n = 200
 			errs := make(chan error, n)
 			var wg sync.WaitGroup
@@ -930,13 +936,7 @@ func TestH2HandlerPath(t *testing.T) {
 		s.Routes = append(s.Routes, RouteSpec{Name: "staged", Listener: "api", Match: "/staged/", Upstream: s.Routes[0].Upstream,
 			MaxBody: 8 << 20, Stages: []func(http.Handler) http.Handler{markStage}})
 	})
-	c := f.client(true)
-	if resp, err := c.Get(f.url("/warm")); err != nil {
-		t.Fatal(err)
-	} else {
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
+	c := warmClient(t, f)
 	upload := make([]byte, 3<<20)
 	rand.Read(upload)
 	want := sha256.Sum256(upload)
