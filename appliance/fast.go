@@ -258,10 +258,15 @@ func (s *server) migrate(ctx *fasthttp.RequestCtx) {
 	})
 }
 
-// replay rebuilds the bytes of req as they came: request line, headers, and
-// the body (read whole by fasthttp) in its original framing; a chunked body
-// is re-chunked as one chunk, without trailers. Nothing returned refers to
-// req, which fasthttp reuses.
+// replay rebuilds the bytes of req for net/http: the request line and the
+// header lines as they came, except the framing ones (Transfer-Encoding,
+// Content-Length), and the body fasthttp read whole, framed by a
+// Content-Length of its own. net/http thus frames the request exactly as
+// fasthttp did: where the two parsers would disagree on the framing of what
+// a client sent (a Transfer-Encoding fasthttp did not take as chunked, say),
+// the bytes after the request cannot be read as its body, or the other way
+// round. Chunked trailers are not kept. Nothing returned refers to req,
+// which fasthttp reuses.
 func replay(req *fasthttp.Request) (head []byte, body io.Reader) {
 	h := &req.Header
 	var b bytes.Buffer
@@ -271,24 +276,36 @@ func replay(req *fasthttp.Request) (head []byte, body io.Reader) {
 	b.WriteByte(' ')
 	b.Write(h.Protocol())
 	b.WriteString("\r\n")
-	if raw := h.RawHeaders(); len(raw) > 0 {
-		b.Write(raw) // ends with the blank line
-	} else {
-		b.WriteString("\r\n")
+	skipping := false
+	for line := range bytes.Lines(h.RawHeaders()) {
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			continue
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			// An obsolete folded continuation of the line before.
+			if !skipping {
+				b.Write(line)
+				b.WriteString("\r\n")
+			}
+			continue
+		}
+		name, _, _ := bytes.Cut(line, []byte(":"))
+		name = bytes.TrimSpace(name)
+		skipping = bytes.EqualFold(name, []byte("Transfer-Encoding")) || bytes.EqualFold(name, []byte("Content-Length"))
+		if !skipping {
+			b.Write(line)
+			b.WriteString("\r\n")
+		}
 	}
 	data := req.Body()
-	if h.ContentLength() != -1 {
-		return b.Bytes(), bytes.NewReader(bytes.Clone(data))
+	if len(data) > 0 || h.ContentLength() != 0 {
+		b.WriteString("Content-Length: ")
+		b.WriteString(strconv.Itoa(len(data)))
+		b.WriteString("\r\n")
 	}
-	var c bytes.Buffer
-	if len(data) > 0 {
-		c.WriteString(strconv.FormatInt(int64(len(data)), 16))
-		c.WriteString("\r\n")
-		c.Write(data)
-		c.WriteString("\r\n")
-	}
-	c.WriteString("0\r\n\r\n")
-	return b.Bytes(), &c
+	b.WriteString("\r\n")
+	return b.Bytes(), bytes.NewReader(bytes.Clone(data))
 }
 
 // headerReceived bounds the body fasthttp reads before the handler runs by

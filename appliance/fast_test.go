@@ -396,13 +396,15 @@ func FuzzReplay(f *testing.F) {
 	f.Add("POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
 	f.Add("GET /a/../b HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nX-A: 2\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
 	f.Add("PUT /e HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+	f.Add("POST /f HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\nContent-Length: 9\n\n2\r\nab\r\n0\r\n\r\n")
 	f.Fuzz(func(t *testing.T, raw string) {
 		var req fasthttp.Request
 		if err := req.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
 			return
 		}
 		head, body := replay(&req)
-		got, err := http.ReadRequest(bufio.NewReader(io.MultiReader(bytes.NewReader(head), body)))
+		br := bufio.NewReader(io.MultiReader(bytes.NewReader(head), body))
+		got, err := http.ReadRequest(br)
 		if err != nil {
 			return // net/http is stricter here; it answers 400 on the moved connection
 		}
@@ -415,6 +417,11 @@ func FuzzReplay(f *testing.F) {
 		}
 		if !bytes.Equal(b, req.Body()) {
 			t.Fatalf("replayed body %q, want %q", b, req.Body())
+		}
+		// net/http framed the request as fasthttp did: nothing of the
+		// replay is left to be read as a next request.
+		if rest, _ := io.ReadAll(br); len(rest) > 0 {
+			t.Fatalf("%q left after the replayed request", rest)
 		}
 		for _, k := range []string{"X-A", "Upgrade", "Content-Type"} {
 			if w := req.Header.Peek(k); len(w) > 0 && got.Header.Get(k) == "" {
