@@ -566,39 +566,72 @@ func (e *Engine) entry(listener string) http.Handler {
 	})
 }
 
-// logAccess writes one access line. It fills a slog.Record directly: no
-// caller lookup (the access log has no source) and no intermediate slice.
-func (e *Engine) logAccess(r *http.Request, info *reqctx.Info, sw *statusWriter, in int64, dur time.Duration) {
-	ctx := context.Background()
-	h := e.access.Handler()
-	if !h.Enabled(ctx, slog.LevelInfo) {
-		return
+// accessLine is what every access line carries, whichever server wrote it.
+type accessLine struct {
+	id, client, listener, route, method, host string
+	path                                      string // never the query: it may carry keys or tokens
+	proto, upstream                           string
+	status                                    int
+	in, out                                   int64
+	dur                                       time.Duration
+	sealed                                    bool
+	tls                                       *tls.ConnectionState
+}
+
+// accessHandler is the access log's handler, or nil when it is off.
+func (e *Engine) accessHandler() slog.Handler {
+	if e.access == nil {
+		return nil
 	}
+	if h := e.access.Handler(); h.Enabled(context.Background(), slog.LevelInfo) {
+		return h
+	}
+	return nil
+}
+
+// record fills a slog.Record directly: no caller lookup (the access log has
+// no source) and no intermediate slice.
+func (a *accessLine) record() slog.Record {
 	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "access", 0)
 	rec.AddAttrs(
-		slog.String("request_id", info.ID),
-		slog.String("client", r.RemoteAddr),
-		slog.String("listener", info.Listener),
-		slog.String("route", info.Route),
-		slog.String("method", r.Method),
-		slog.String("host", r.Host),
-		slog.String("path", r.URL.Path), // never the query: it may carry keys or tokens
-		slog.Int("status", sw.status),
-		slog.Int64("bytes_in", in),
-		slog.Int64("bytes_out", sw.n),
-		slog.Float64("duration_ms", float64(dur.Microseconds())/1000),
-		slog.String("proto", r.Proto),
-		slog.Bool("sealed", info.Sealed),
+		slog.String("request_id", a.id),
+		slog.String("client", a.client),
+		slog.String("listener", a.listener),
+		slog.String("route", a.route),
+		slog.String("method", a.method),
+		slog.String("host", a.host),
+		slog.String("path", a.path),
+		slog.Int("status", a.status),
+		slog.Int64("bytes_in", a.in),
+		slog.Int64("bytes_out", a.out),
+		slog.Float64("duration_ms", float64(a.dur.Microseconds())/1000),
+		slog.String("proto", a.proto),
+		slog.Bool("sealed", a.sealed),
 	)
-	if info.Upstream != "" {
-		rec.AddAttrs(slog.String("upstream", info.Upstream))
+	if a.upstream != "" {
+		rec.AddAttrs(slog.String("upstream", a.upstream))
 	}
-	if r.TLS != nil {
+	if a.tls != nil {
 		rec.AddAttrs(
-			slog.String("tls", tlsVersionName(r.TLS.Version)),
-			slog.String("cipher", cipherSuiteName(r.TLS.CipherSuite)),
-			slog.String("alpn", r.TLS.NegotiatedProtocol))
+			slog.String("tls", tlsVersionName(a.tls.Version)),
+			slog.String("cipher", cipherSuiteName(a.tls.CipherSuite)),
+			slog.String("alpn", a.tls.NegotiatedProtocol))
 	}
+	return rec
+}
+
+// logAccess writes the access line of a request the engine's handler
+// served, with what its stages found.
+func (e *Engine) logAccess(r *http.Request, info *reqctx.Info, sw *statusWriter, in int64, dur time.Duration) {
+	h := e.accessHandler()
+	if h == nil {
+		return
+	}
+	rec := (&accessLine{
+		id: info.ID, client: r.RemoteAddr, listener: info.Listener, route: info.Route,
+		method: r.Method, host: r.Host, path: r.URL.Path, proto: r.Proto, upstream: info.Upstream,
+		status: sw.status, in: in, out: sw.n, dur: dur, sealed: info.Sealed, tls: r.TLS,
+	}).record()
 	if id := info.Identity(); id != nil {
 		rec.AddAttrs(slog.Any("identity", id))
 	}
@@ -614,7 +647,7 @@ func (e *Engine) logAccess(r *http.Request, info *reqctx.Info, sw *statusWriter,
 	if n := info.Notes(); n != nil {
 		rec.AddAttrs(slog.Any("notes", n))
 	}
-	h.Handle(ctx, rec)
+	h.Handle(context.Background(), rec)
 }
 
 // connMetrics resolves the listener's connection and handshake metrics
@@ -676,6 +709,7 @@ type guardedConn struct {
 	net.Conn
 	fresh  atomic.Bool // accepted, first request not yet read
 	client netip.Addr  // the peer's address, parsed once at accept
+	ip     string      // client as text ("" when not an IP), for X-Forwarded-For
 }
 
 func (l *guardedListener) Accept() (net.Conn, error) {
@@ -687,6 +721,7 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 		gc := &guardedConn{Conn: c}
 		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 			gc.client = ap.Addr().Unmap()
+			gc.ip = gc.client.String()
 		}
 		if l.deny != nil && gc.client.IsValid() {
 			if _, blocked := l.deny.Blocked(gc.client); blocked {

@@ -77,19 +77,14 @@ func (q *connQueue) push(c net.Conn) bool {
 type fastConn struct {
 	*tls.Conn
 	gc *guardedConn
-	ip string // client address for X-Forwarded-For, set on first use
 }
 
-// clientIP is the client's address as text, made once per connection.
+// clientIP is the client's address for X-Forwarded-For.
 func (c *fastConn) clientIP() string {
-	if c.ip == "" {
-		if c.gc.client.IsValid() {
-			c.ip = c.gc.client.String()
-		} else {
-			c.ip = c.RemoteAddr().String()
-		}
+	if ip := c.gc.ip; ip != "" {
+		return ip
 	}
-	return c.ip
+	return c.RemoteAddr().String()
 }
 
 // migratedConn is a connection moved from fasthttp to net/http: it reads the
@@ -182,7 +177,7 @@ func (e *Engine) handshake(s *server, gc *guardedConn) {
 		s.connsH2.Inc()
 		// A new goroutine: this one's stack grew deep in the handshake,
 		// and an idle connection's reader would keep it.
-		go e.serveH2(s, tc, gc)
+		go e.serveH2(s, tc, cs, gc)
 		return
 	}
 	if cs.NegotiatedProtocol == "h2" || s.noFast.Load() || l == nil || !l.h1Fast {
@@ -322,7 +317,8 @@ func (s *server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 		rc.MaxRequestBodySize = int(l.maxBody)
 	}
 	if h.ContentLength() != 0 {
-		rc.ReadTimeout = max(s.limits().IdleTimeout, s.limits().ReadHeaderTimeout)
+		lim := s.limits()
+		rc.ReadTimeout = max(lim.IdleTimeout, lim.ReadHeaderTimeout)
 	}
 	return rc
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"iter"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -388,12 +387,10 @@ func fastProblem(ctx *fasthttp.RequestCtx, status int, detail, id string) int {
 	return status
 }
 
-// logFast writes the access line of a fast-path request, the same fields as
-// logAccess.
+// logFast writes the access line of a fast-path request.
 func (e *Engine) logFast(ctx *fasthttp.RequestCtx, fc *fastConn, listener string, rt *route, id string, status int, in int64, dur time.Duration) {
-	bg := context.Background()
-	lh := e.access.Handler()
-	if !lh.Enabled(bg, slog.LevelInfo) {
+	h := e.accessHandler()
+	if h == nil {
 		return
 	}
 	resp := &ctx.Response
@@ -403,37 +400,17 @@ func (e *Engine) logFast(ctx *fasthttp.RequestCtx, fc *fastConn, listener string
 	}
 	path := ctx.Request.Header.RequestURI()
 	if i := bytes.IndexByte(path, '?'); i >= 0 {
-		path = path[:i] // never the query: it may carry keys or tokens
+		path = path[:i]
 	}
-	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "access", 0)
-	client := ""
-	if fc != nil {
-		client = fc.RemoteAddr().String()
+	a := accessLine{
+		id: id, listener: listener, route: rt.spec.Name, method: string(ctx.Method()), host: string(ctx.Host()),
+		path: string(path), proto: "HTTP/1.1", upstream: rt.target.Host, status: status, in: in, out: out, dur: dur,
 	}
-	rec.AddAttrs(
-		slog.String("request_id", id),
-		slog.String("client", client),
-		slog.String("listener", listener),
-		slog.String("route", rt.spec.Name),
-		slog.String("method", string(ctx.Method())),
-		slog.String("host", string(ctx.Host())),
-		slog.String("path", string(path)),
-		slog.Int("status", status),
-		slog.Int64("bytes_in", in),
-		slog.Int64("bytes_out", out),
-		slog.Float64("duration_ms", float64(dur.Microseconds())/1000),
-		slog.String("proto", "HTTP/1.1"),
-		slog.Bool("sealed", false),
-		slog.String("upstream", rt.target.Host),
-	)
 	if fc != nil {
 		cs := fc.ConnectionState()
-		rec.AddAttrs(
-			slog.String("tls", tlsVersionName(cs.Version)),
-			slog.String("cipher", cipherSuiteName(cs.CipherSuite)),
-			slog.String("alpn", cs.NegotiatedProtocol))
+		a.client, a.tls = fc.RemoteAddr().String(), &cs
 	}
-	lh.Handle(bg, rec)
+	h.Handle(context.Background(), a.record())
 }
 
 // SetReadDeadline keeps the read deadline the connection arms itself: the

@@ -63,7 +63,6 @@ type h2conn struct {
 	handler   http.Handler
 	state     tls.ConnectionState
 	remote    string
-	clientIP  string // the client's address for X-Forwarded-For, or ""
 	idle      time.Duration
 	maxHeader int           // the header list size answered with 431 above it
 	fr        *http2.Framer // read side: the serve goroutine; write side: under mu
@@ -73,7 +72,6 @@ type h2conn struct {
 	out        h2buf     // frames not yet written
 	hbuf       h2buf     // the header block being encoded
 	henc       *hpack.Encoder
-	unflushed  bool
 	updated    bool       // a WINDOW_UPDATE waits in out
 	wmu        sync.Mutex // serializes writes to tc; taken under mu, held without it
 	streams    map[uint32]*h2stream
@@ -88,7 +86,6 @@ type h2conn struct {
 	goingAway  bool
 	peerAway   bool
 	err        error // the connection failed or closed
-	firstReq   bool
 }
 
 // h2stream is one request/response exchange. Fields are under c.mu unless
@@ -117,11 +114,7 @@ type h2Transport interface {
 }
 
 // serveH2 serves an HTTP/2 connection until it ends.
-func (e *Engine) serveH2(s *server, tc *tls.Conn, gc *guardedConn) {
-	e.serveH2Conn(s, tc, tc.ConnectionState(), gc)
-}
-
-func (e *Engine) serveH2Conn(s *server, tc h2Transport, state tls.ConnectionState, gc *guardedConn) {
+func (e *Engine) serveH2(s *server, tc h2Transport, state tls.ConnectionState, gc *guardedConn) {
 	lim := s.limits()
 	c := &h2conn{
 		e:          e,
@@ -139,9 +132,6 @@ func (e *Engine) serveH2Conn(s *server, tc h2Transport, state tls.ConnectionStat
 		peerFrame:  16384,
 	}
 	c.cond.L = &c.mu
-	if gc.client.IsValid() {
-		c.clientIP = gc.client.String()
-	}
 	c.fr = http2.NewFramer(&c.out, tc)
 	c.fr.SetMaxReadFrameSize(h2MaxFrame)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
@@ -494,7 +484,7 @@ func (c *h2conn) credit(st *h2stream, n int64) {
 		c.fr.WriteWindowUpdate(0, uint32(c.recvUnsent))
 		c.recvWindow += c.recvUnsent
 		c.recvUnsent = 0
-		c.unflushed, c.updated = true, true
+		c.updated = true
 	}
 	if st == nil || st.remoteClosed || st.reset {
 		return
@@ -504,7 +494,7 @@ func (c *h2conn) credit(st *h2stream, n int64) {
 		c.fr.WriteWindowUpdate(st.id, uint32(st.recvUnsent))
 		st.recvWindow += st.recvUnsent
 		st.recvUnsent = 0
-		c.unflushed, c.updated = true, true
+		c.updated = true
 	}
 }
 
@@ -535,10 +525,7 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 	if c.goingAway {
 		return nil // ignored: past the GOAWAY
 	}
-	if !c.firstReq {
-		c.firstReq = true
-		c.s.firstRequest(c.gc)
-	}
+	c.s.firstRequest(c.gc) // the connection's first; later calls do nothing
 	if c.handlers >= h2MaxStreams {
 		c.refused++
 		if c.refused > h2RefusedLimit {
@@ -604,11 +591,21 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 	c.handlers++
 	switch {
 	case rt != nil:
-		h2run(func() { c.runFast(st, rt, f, &hd) })
+		h2run(func() { c.run(st, func() { c.runFast(st, rt, f, &hd) }) })
 	case hd.tooLarge:
-		h2run(func() { c.runError(st, http.StatusRequestHeaderFieldsTooLarge) })
+		// Answered as HTTP/1.1's fast path answers it.
+		h2run(func() {
+			c.run(st, func() {
+				c.h2Problem(&st.w, http.StatusRequestHeaderFieldsTooLarge, "request header fields too large", "")
+			})
+		})
 	default:
-		h2run(func() { c.runHandler(st, r) })
+		h2run(func() {
+			c.run(st, func() {
+				c.handler.ServeHTTP(&st.w, r)
+				st.w.finish()
+			})
+		})
 	}
 	return nil
 }
@@ -755,9 +752,9 @@ func (c *h2conn) request(ctx context.Context, f *http2.MetaHeadersFrame, hd *h2h
 	return r, nil
 }
 
-// runHandler runs the engine's handler for one stream and finishes the
-// response.
-func (c *h2conn) runHandler(st *h2stream, r *http.Request) {
+// run serves one stream with serve, on its pooled goroutine. A panic
+// resets the stream (http.ErrAbortHandler quietly, as net/http does).
+func (c *h2conn) run(st *h2stream, serve func()) {
 	defer c.handlerDone(st)
 	defer func() {
 		if p := recover(); p != nil {
@@ -767,19 +764,7 @@ func (c *h2conn) runHandler(st *h2stream, r *http.Request) {
 			c.resetStream(st, http2.ErrCodeInternal)
 		}
 	}()
-	c.handler.ServeHTTP(&st.w, r)
-	st.w.finish()
-}
-
-// runError answers a request refused before the handler (header fields too
-// large), as net/http does.
-func (c *h2conn) runError(st *h2stream, status int) {
-	defer c.handlerDone(st)
-	w := &st.w
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	fmt.Fprintf(w, `{"type":"about:blank","title":%q,"status":%d}`, http.StatusText(status), status)
-	w.finish()
+	serve()
 }
 
 // handlerDone accounts for a handler that returned.
@@ -792,7 +777,6 @@ func (c *h2conn) handlerDone(st *h2stream) {
 		// already reset it, or it never finished).
 		c.endStream(st, false)
 		c.fr.WriteRSTStream(st.id, http2.ErrCodeInternal)
-		c.unflushed = true
 	}
 	if st.body != nil {
 		c.credit(nil, st.body.closeWith(errH2HandlerDone, nil))
@@ -813,7 +797,6 @@ func (c *h2conn) resetStream(st *h2stream, code http2.ErrCode) {
 	}
 	c.endStream(st, true)
 	c.fr.WriteRSTStream(st.id, code)
-	c.unflushed = true
 }
 
 // endStream closes st for good: reset by either side when reset is true.
@@ -878,7 +861,7 @@ func (c *h2conn) fail(err error) {
 // flushLocked writes the buffered frames now. c.mu is held; the socket
 // write happens under wmu only, so the reader is not held up by it.
 func (c *h2conn) flushLocked() error {
-	c.unflushed, c.updated = false, false
+	c.updated = false
 	if c.err != nil {
 		return c.err
 	}
@@ -899,6 +882,15 @@ func (c *h2conn) flushLocked() error {
 		c.tc.SetReadDeadline(time.Now())
 	}
 	return err
+}
+
+// giveBack returns n bytes of receive window (the stream's too, when st is
+// not nil) from a handler, and sends the WINDOW_UPDATE it may complete.
+func (c *h2conn) giveBack(st *h2stream, n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.credit(st, n)
+	c.flushUpdates()
 }
 
 // flushUpdates sends WINDOW_UPDATEs the reader wrote, at once: the client
@@ -953,16 +945,14 @@ const h2WriteTimeout = 30 * time.Second
 // letting other ready handlers add theirs: one write for all of them.
 func (c *h2conn) flushSoon() {
 	c.mu.Lock()
-	pending := c.unflushed
+	pending := len(c.out.b) > 0
 	c.mu.Unlock()
 	if !pending {
 		return
 	}
 	runtime.Gosched()
 	c.mu.Lock()
-	if c.unflushed {
-		c.flushLocked()
-	}
+	c.flushLocked() // nothing to do if another handler flushed meanwhile
 	c.mu.Unlock()
 }
 
@@ -1074,26 +1064,12 @@ func (b *h2body) Read(p []byte) (int, error) {
 		b.chunks[0] = b.chunks[0][n:]
 	}
 	b.mu.Unlock()
-	c := b.st.c
-	c.mu.Lock()
-	c.credit(b.st, int64(n))
-	pending := c.unflushed
-	c.mu.Unlock()
-	if pending {
-		c.flushSoon()
-	}
+	b.st.c.giveBack(b.st, int64(n))
 	return n, nil
 }
 
 func (b *h2body) Close() error {
-	c := b.st.c
-	c.mu.Lock()
-	c.credit(nil, b.closeWith(errH2BodyClosed, nil))
-	pending := c.unflushed
-	c.mu.Unlock()
-	if pending {
-		c.flushSoon()
-	}
+	b.st.c.giveBack(nil, b.closeWith(errH2BodyClosed, nil))
 	return nil
 }
 
@@ -1322,7 +1298,6 @@ func (w *h2writer) emit(end bool) error {
 	}
 	if !end {
 		w.buf = w.buf[:0]
-		c.unflushed = true
 		return nil
 	}
 	if w.buf != nil {
@@ -1344,7 +1319,6 @@ func (w *h2writer) emit(end bool) error {
 // told to stop (RFC 9113 §8.1).
 func (c *h2conn) closeLocal(st *h2stream) error {
 	st.localClosed = true
-	c.unflushed = true
 	if !st.remoteClosed {
 		c.fr.WriteRSTStream(st.id, http2.ErrCodeNo)
 		c.endStream(st, true)

@@ -1092,7 +1092,7 @@ func FuzzH2Frames(f *testing.F) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			fx.e.serveH2Conn(srv, pipeTransport{a}, tls.ConnectionState{Version: tls.VersionTLS13, NegotiatedProtocol: "h2"}, &guardedConn{Conn: a})
+			fx.e.serveH2(srv, pipeTransport{a}, tls.ConnectionState{Version: tls.VersionTLS13, NegotiatedProtocol: "h2"}, &guardedConn{Conn: a})
 		}()
 		go io.Copy(io.Discard, b)
 		b.SetWriteDeadline(time.Now().Add(2 * time.Second))

@@ -5,11 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -54,21 +52,14 @@ var h2FastDrop = map[string]bool{
 
 // runFast serves one stream on the fast path.
 func (c *h2conn) runFast(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd *h2head) {
-	defer c.handlerDone(st)
-	defer func() {
-		if p := recover(); p != nil {
-			c.e.log.Error("fast path panicked", "listener", c.s.name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			c.resetStream(st, http2.ErrCodeInternal)
-		}
-	}()
 	e := c.e
 	start := time.Now()
 	id := e.newID()
 	status, in := c.proxyH2(st, rt, f, hd, id)
 	dur := time.Since(start)
 	e.obs.observe(e.m, c.s.name, rt.spec.Name, status, dur)
-	if e.access != nil {
-		c.logH2Fast(rt, hd, id, status, in, st.w.written, dur)
+	if h := e.accessHandler(); h != nil {
+		c.logH2Fast(h, rt, hd, id, status, in, st.w.written, dur)
 	}
 }
 
@@ -93,8 +84,8 @@ func (c *h2conn) proxyH2(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd 
 			h.Add(hf.Name, hf.Value)
 		}
 	}
-	if c.clientIP != "" {
-		h.Set("X-Forwarded-For", c.clientIP)
+	if ip := c.gc.ip; ip != "" {
+		h.Set("X-Forwarded-For", ip)
 	}
 	h.Set("X-Forwarded-Host", hd.authority)
 	h.Set("X-Forwarded-Proto", "https")
@@ -205,7 +196,9 @@ func (c *h2conn) h2Problem(w *h2writer, status int, detail, id string) int {
 	hh.Set("Content-Type", problem.ContentType)
 	hh.Set("Cache-Control", "no-store")
 	hh.Set("X-Content-Type-Options", "nosniff")
-	hh[headerRequestID] = []string{id}
+	if id != "" {
+		hh[headerRequestID] = []string{id}
+	}
 	w.WriteHeader(status)
 	w.Write(b)
 	w.finish()
@@ -245,37 +238,15 @@ func encodeFast(enc *hpack.Encoder, rh *fasthttp.ResponseHeader, id string, leng
 	enc.WriteField(hpack.HeaderField{Name: "x-request-id", Value: id, Sensitive: true})
 }
 
-// logH2Fast writes the access line of a fast-path stream, the same fields
-// as logAccess.
-func (c *h2conn) logH2Fast(rt *route, hd *h2head, id string, status int, in, out int64, dur time.Duration) {
-	bg := context.Background()
-	lh := c.e.access.Handler()
-	if !lh.Enabled(bg, slog.LevelInfo) {
-		return
-	}
+// logH2Fast writes the access line of a fast-path stream.
+func (c *h2conn) logH2Fast(h slog.Handler, rt *route, hd *h2head, id string, status int, in, out int64, dur time.Duration) {
 	path := hd.path
 	if i := strings.IndexByte(path, '?'); i >= 0 {
-		path = path[:i] // never the query: it may carry keys or tokens
+		path = path[:i]
 	}
-	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "access", 0)
-	rec.AddAttrs(
-		slog.String("request_id", id),
-		slog.String("client", c.remote),
-		slog.String("listener", c.s.name),
-		slog.String("route", rt.spec.Name),
-		slog.String("method", hd.method),
-		slog.String("host", hd.authority),
-		slog.String("path", path),
-		slog.Int("status", status),
-		slog.Int64("bytes_in", in),
-		slog.Int64("bytes_out", out),
-		slog.Float64("duration_ms", float64(dur.Microseconds())/1000),
-		slog.String("proto", "HTTP/2.0"),
-		slog.Bool("sealed", false),
-		slog.String("upstream", rt.target.Host),
-		slog.String("tls", tlsVersionName(c.state.Version)),
-		slog.String("cipher", cipherSuiteName(c.state.CipherSuite)),
-		slog.String("alpn", c.state.NegotiatedProtocol),
-	)
-	lh.Handle(bg, rec)
+	a := accessLine{
+		id: id, client: c.remote, listener: c.s.name, route: rt.spec.Name, method: hd.method, host: hd.authority,
+		path: path, proto: "HTTP/2.0", upstream: rt.target.Host, status: status, in: in, out: out, dur: dur, tls: &c.state,
+	}
+	h.Handle(context.Background(), a.record())
 }
