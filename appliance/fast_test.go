@@ -87,6 +87,10 @@ func testForwarding(t *testing.T, h2 bool) {
 	req.Header.Set("Proxy-Authorization", "Basic c2VjcmV0")
 	req.Header.Set("X-Custom", "kept")
 	req.Header.Set("Cookie", "a=1; b=2") // Go's h2 client sends two fields
+	// Names in other cases are the same headers (Go's HTTP/1.1 client
+	// sends these as written).
+	req.Header["x-forwarded-host"] = []string{"spoofed.example"}
+	req.Header["x-request-id"] = []string{"spoofed"}
 	resp, err := f.client(h2).Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -117,6 +121,11 @@ func testForwarding(t *testing.T, h2 bool) {
 	} {
 		if got := up.Header.Get(k); got != want {
 			t.Errorf("upstream saw %s %q, want %q", k, got, want)
+		}
+	}
+	for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Request-Id"} {
+		if n := len(up.Header.Values(k)); n != 1 {
+			t.Errorf("upstream saw %d %s fields, want the engine's one: %q", n, k, up.Header.Values(k))
 		}
 	}
 	if up.Host != f.addr || up.URL.RawQuery != "a=1&b=%2F&c" || up.URL.Path != "/api/items" {

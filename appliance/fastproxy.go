@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"iter"
 	"net"
 	"net/http"
 	"net/url"
@@ -46,7 +45,7 @@ func newFastUpstream(u *url.URL, lim Limits, timeout time.Duration) *fastUpstrea
 			if err != nil {
 				return nil, err
 			}
-			return &upstreamConn{Conn: c, timeout: timeout}, nil
+			return newUpstreamConn(c, timeout), nil
 		},
 		MaxConns:                  8192,
 		MaxConnWaitTimeout:        lim.DialTimeout,
@@ -85,10 +84,25 @@ func retryStale(req *fasthttp.Request, attempts int, err error) (bool, bool) {
 // re-arms it, so a silent gap longer than the route's upstream timeout
 // aborts the exchange (nginx's proxy_read_timeout), while a long response
 // that keeps flowing is not cut.
+//
+// Moving a deadline costs a timer update, so it is armed with some slack
+// (armSlack) and moved only once less than the timeout is left: a connection
+// exchanging often re-arms a few times a second at most, and every silence
+// is bounded by the timeout plus that slack.
 type upstreamConn struct {
 	net.Conn
-	timeout time.Duration
-	armed   time.Time // when the read deadline was last set
+	timeout  time.Duration
+	slack    time.Duration
+	deadline time.Time // the read deadline armed
+}
+
+func newUpstreamConn(c net.Conn, timeout time.Duration) *upstreamConn {
+	return &upstreamConn{Conn: c, timeout: timeout, slack: armSlack(timeout)}
+}
+
+// armSlack is how much later than the timeout a silence may be cut.
+func armSlack(timeout time.Duration) time.Duration {
+	return min(timeout/8, 250*time.Millisecond)
 }
 
 func (c *upstreamConn) Write(b []byte) (int, error) {
@@ -99,19 +113,18 @@ func (c *upstreamConn) Write(b []byte) (int, error) {
 func (c *upstreamConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
-		// Re-arming costs a timer update; doing it once half the timeout
-		// has passed keeps every silent gap bounded by 1.5× the timeout
-		// at most, and a short exchange re-arms nothing.
-		if now := time.Now(); now.Sub(c.armed) > c.timeout/2 {
-			c.arm(now)
-		}
+		c.arm(time.Now())
 	}
 	return n, err
 }
 
+// arm makes sure at least the timeout is left before the read deadline.
 func (c *upstreamConn) arm(now time.Time) {
-	c.armed = now
-	c.Conn.SetReadDeadline(now.Add(c.timeout))
+	if c.deadline.Sub(now) >= c.timeout {
+		return
+	}
+	c.deadline = now.Add(c.timeout + c.slack)
+	c.Conn.SetReadDeadline(c.deadline)
 }
 
 // scratch is a reusable request for ServeMux lookups.
@@ -217,22 +230,53 @@ var hopRequest = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy
 // hopResponse are the hop-by-hop response headers not forwarded.
 var hopResponse = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Trailer", "Upgrade"}
 
-// dropHeaders deletes the headers named in names from a header, by its
-// iterator and Del. Most messages carry none of them: it looks once and
-// deletes only what is there.
-func dropHeaders(all iter.Seq2[[]byte, []byte], del func(string), names []string) {
+// dropRequestHop deletes the hop-by-hop headers from a request header. Most
+// requests carry none: it looks once and deletes only what is there. (One
+// function per header type: through an iterator parameter and a method
+// value, the same loop cost two allocations per call.)
+func dropRequestHop(h *fasthttp.RequestHeader) {
 	var present uint
-	for k := range all {
-		if i := hopIndex(k, names); i >= 0 {
+	for k := range h.All() {
+		if i := hopIndex(k, hopRequest); i >= 0 {
 			present |= 1 << i
 		}
 	}
-	for i, k := range names {
+	for i, k := range hopRequest {
 		if present&(1<<i) != 0 {
-			del(k)
+			h.Del(k)
 		}
 	}
 }
+
+// dropResponseHop is dropRequestHop for a response header.
+func dropResponseHop(h *fasthttp.ResponseHeader) {
+	var present uint
+	for k := range h.All() {
+		if i := hopIndex(k, hopResponse); i >= 0 {
+			present |= 1 << i
+		}
+	}
+	for i, k := range hopResponse {
+		if present&(1<<i) != 0 {
+			h.Del(k)
+		}
+	}
+}
+
+// The header names the fast path sets, in canonical form: SetCanonical
+// skips Set's copy and normalization of the name and its scan of the value
+// for line breaks, which none of the values set can hold (an address, a
+// request id, a constant, and the Host the parser accepted).
+var (
+	keyXForwardedFor   = []byte("X-Forwarded-For")
+	keyXForwardedHost  = []byte("X-Forwarded-Host")
+	keyXForwardedProto = []byte("X-Forwarded-Proto")
+	keyRequestID       = []byte(headerRequestID)
+	valueHTTPS         = []byte("https")
+)
+
+// sbytes views s as bytes for a call that copies them.
+func sbytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // hopIndex returns the index of header name k in names, or -1.
 func hopIndex(k []byte, names []string) int {
@@ -287,13 +331,13 @@ func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id
 		return fastProblem(ctx, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(rt.maxBody, 10)+" bytes", id)
 	}
 	*in = n
-	dropHeaders(h.All(), h.Del, hopRequest)
+	dropRequestHop(h)
 	if fc != nil {
-		h.Set("X-Forwarded-For", fc.clientIP())
+		h.SetCanonical(keyXForwardedFor, sbytes(fc.clientIP()))
 	}
-	h.SetBytesV("X-Forwarded-Host", h.Host())
-	h.Set("X-Forwarded-Proto", "https")
-	h.Set(headerRequestID, id)
+	h.SetCanonical(keyXForwardedHost, h.Host())
+	h.SetCanonical(keyXForwardedProto, valueHTTPS)
+	h.SetCanonical(keyRequestID, sbytes(id))
 	req.UseHostHeader = true
 	req.URI().SetScheme("http")
 
@@ -329,11 +373,11 @@ func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id
 	// The upstream closing its connection is the pool's business; the
 	// client's connection closes when the client asked.
 	rh.ResetConnectionClose()
-	dropHeaders(rh.All(), rh.Del, hopResponse)
+	dropResponseHop(rh)
 	if clientClose {
 		rh.SetConnectionClose()
 	}
-	rh.Set(headerRequestID, id)
+	rh.SetCanonical(keyRequestID, sbytes(id))
 	return resp.StatusCode()
 }
 
@@ -421,6 +465,7 @@ func (c *upstreamConn) SetReadDeadline(t time.Time) error {
 	if t.IsZero() {
 		return nil
 	}
+	c.deadline = t
 	return c.Conn.SetReadDeadline(t)
 }
 
@@ -429,5 +474,6 @@ func (c *upstreamConn) SetDeadline(t time.Time) error {
 	if t.IsZero() {
 		return c.Conn.SetWriteDeadline(t)
 	}
+	c.deadline = t
 	return c.Conn.SetDeadline(t)
 }
