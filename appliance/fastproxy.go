@@ -162,12 +162,16 @@ func (l *listenerGen) fastRoute(ctx *fasthttp.RequestCtx) *route {
 	if !plainPath(path) || bytes.HasPrefix(path, []byte(sealPrefix)) {
 		return nil
 	}
-	if len(h.Peek("Upgrade")) > 0 || len(h.Peek("Te")) > 0 || len(h.Peek("Trailer")) > 0 {
-		return nil
-	}
-	if c := h.Peek("Connection"); len(c) > 0 && !bytes.EqualFold(c, []byte("keep-alive")) && !bytes.EqualFold(c, []byte("close")) {
-		// Tokens naming other headers as hop-by-hop: net/http removes them.
-		return nil
+	// One pass over the header fields rather than a lookup each.
+	for k, v := range h.All() {
+		switch {
+		case bytes.EqualFold(k, []byte("Upgrade")), bytes.EqualFold(k, []byte("Te")), bytes.EqualFold(k, []byte("Trailer")):
+			return nil
+		case bytes.EqualFold(k, []byte("Connection")) && len(v) > 0 &&
+			!bytes.EqualFold(v, []byte("keep-alive")) && !bytes.EqualFold(v, []byte("close")):
+			// Tokens naming other headers as hop-by-hop: net/http removes them.
+			return nil
+		}
 	}
 	return l.fastLookup(bstr(h.Method()), bstr(h.Host()), bstr(path))
 }

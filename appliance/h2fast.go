@@ -85,11 +85,11 @@ func (c *h2conn) proxyH2(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd 
 		}
 	}
 	if ip := c.gc.ip; ip != "" {
-		h.Set("X-Forwarded-For", ip)
+		h.SetCanonical(keyXForwardedFor, sbytes(ip))
 	}
-	h.Set("X-Forwarded-Host", hd.authority)
-	h.Set("X-Forwarded-Proto", "https")
-	h.Set(headerRequestID, id)
+	h.Set("X-Forwarded-Host", hd.authority) // Set removes any line break
+	h.SetCanonical(keyXForwardedProto, valueHTTPS)
+	h.SetCanonical(keyRequestID, sbytes(id))
 	var in int64
 	if st.body != nil {
 		if hd.length >= 0 {
