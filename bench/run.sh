@@ -2,6 +2,9 @@
 # bench/run.sh quick|full — sealgate against nginx, HAProxy and Caddy on one
 # machine: same certificate, upstream, TLS settings and cores, alternating
 # rounds. Writes bench/results/<date>-<host>.{md,png,tsv} and prints the table.
+# bench/run.sh profile keeps CPU and allocation profiles of the engine;
+# bench/run.sh floor measures nginx, sealgate and two Go reference relays side
+# by side (see floor_run).
 #
 # Fairness: each proxy runs on core $PROXY_CPU (taskset) with one worker
 # (nginx worker_processes 1, HAProxy nbthread 1, Caddy and sealgate
@@ -15,8 +18,9 @@ case "$MODE" in
 quick) ROUNDS=1 DUR=2 WARM=500ms IDLE_CONNS=1000 IDLE_SETTLE=1s ;;
 full) ROUNDS=3 DUR=4 WARM=1s IDLE_CONNS=10000 IDLE_SETTLE=2s ;;
 profile) ROUNDS=1 DUR=10 WARM=1s IDLE_CONNS=0 IDLE_SETTLE=0s ;;
+floor) ROUNDS=${FLOOR_ROUNDS:-5} DUR=5 WARM=1s IDLE_CONNS=0 IDLE_SETTLE=0s ;;
 *)
-	echo "usage: $0 quick|full|profile" >&2
+	echo "usage: $0 quick|full|profile|floor" >&2
 	exit 2
 	;;
 esac
@@ -472,11 +476,100 @@ profile_engine() {
 	log "profiles in $dir ($tag-*)"
 }
 
+# floor_run answers "how far could the engine go on this runtime": nginx,
+# sealgate and two Go reference relays (sgbench relay) serve scenario 1's
+# load at the same time, all on the proxy core, one wrk each on the load
+# core. Running them together rather than in turn gives every one the same
+# machine state, so the ratios hold even when the machine's speed drifts
+# between rounds (at the cost of each proxy having only part of the core).
+# relay-bytes terminates TLS and copies bytes (no HTTP); relay-fasthttp is
+# fasthttp's server and client with nothing of the engine's work.
+floor_run() {
+	PORT[relay-fasthttp]=18463
+	PORT[relay-bytes]=18464
+	local peers=(nginx sealgate relay-fasthttp relay-bytes) p m r
+	start nginx off
+	start sealgate off
+	for m in fasthttp bytes; do
+		GOMAXPROCS=1 taskset -c $PROXY_CPU "$SGBENCH" relay -mode $m -listen "127.0.0.1:${PORT[relay-$m]}" \
+			-upstream "127.0.0.1:$UPPORT" -cert "$WORK/cert.pem" -key "$WORK/key.pem" 2>"$WORK/relay-$m.out" &
+		PID[relay-$m]=$!
+		STARTED+=($!)
+		wait_https "${PORT[relay-$m]}" || {
+			tail -5 "$WORK/relay-$m.out" >&2
+			exit 1
+		}
+	done
+	local tsv=$WORK/floor.tsv
+	: >"$tsv"
+	for r in $(seq 1 "$ROUNDS"); do
+		log "floor round $r/$ROUNDS"
+		declare -A c0=() lp=()
+		for p in "${peers[@]}"; do c0[$p]=$(cpu_ticks "$(pids "$p")"); done
+		for p in "${peers[@]}"; do
+			load wrk -t1 -c16 -d"${DUR}s" --timeout 10s "$(url "$p" /json)" >"$WORK/floor.$r.$p" 2>&1 &
+			lp[$p]=$!
+		done
+		for p in "${peers[@]}"; do wait "${lp[$p]}" || true; done
+		for p in "${peers[@]}"; do
+			local c1 rps
+			c1=$(cpu_ticks "$(pids "$p")")
+			rps=$(awk '/^Requests\/sec/ {print $2}' "$WORK/floor.$r.$p")
+			if grep -q 'Non-2xx' "$WORK/floor.$r.$p"; then
+				log "$p answered errors in round $r"
+				rps=""
+			fi
+			awk -v r="$r" -v p="$p" -v rps="${rps:-0}" -v c=$((c1 - ${c0[$p]})) -v hz="$CLK_TCK" -v d="$DUR" \
+				'BEGIN { if (rps > 0 && c > 0) printf "%s\t%s\t%.0f\t%.3f\n", r, p, rps * d / (c / hz), (c / hz) / d }' >>"$tsv"
+		done
+	done
+	local out
+	out=$RESULTS/$(date -u +%Y-%m-%d)-$(hostname)-floor.md
+	{
+		echo "# Floor: sealgate against Go reference relays ($(date -u +%Y-%m-%d), $(hostname))"
+		echo
+		echo "Scenario 1's request (1 KiB JSON, HTTP/1.1 keep-alive) served by four processes at the same time on"
+		echo "core $PROXY_CPU, one \`wrk -t1 -c16\` each on core $LOAD_CPU, $ROUNDS rounds of ${DUR}s; per core = requests /"
+		echo "CPU seconds of the process; ratios to nginx per round, then the median (min–max)."
+		echo
+		echo "| Process | What it does | req/s per core (median) | CPU used | ratio to nginx |"
+		echo "|---|---|---:|---:|---:|"
+		awk -F'\t' '
+			{ pc[$2, $1] = $3; cpu[$2, $1] = $4; rounds[$1] = 1 }
+			function med(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }; return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+			END {
+				split("nginx sealgate relay-fasthttp relay-bytes", ps, " ")
+				what["nginx"] = "the reference proxy (worker_processes 1)"
+				what["sealgate"] = "the engine, fast path (no stages)"
+				what["relay-fasthttp"] = "fasthttp server + HostClient, nothing else"
+				what["relay-bytes"] = "TLS termination + byte copy, no HTTP"
+				for (k = 1; k <= 4; k++) {
+					p = ps[k]; n = 0; m = 0; delete v; delete q; delete u
+					for (r in rounds) {
+						if ((p, r) in pc) { v[++n] = pc[p, r]; u[n] = cpu[p, r] }
+						if ((p, r) in pc && ("nginx", r) in pc) q[++m] = pc[p, r] / pc["nginx", r]
+					}
+					if (n == 0) { printf "| %s | %s | – | – | – |\n", p, what[p]; continue }
+					lo = 1e9; hi = 0; for (i = 1; i <= m; i++) { if (q[i] < lo) lo = q[i]; if (q[i] > hi) hi = q[i] }
+					printf "| %s | %s | %.0f | %.2f | **%.2f** (%.2f–%.2f) |\n", p, what[p], med(v, n), med(u, n), med(q, m), lo, hi
+				}
+			}' "$tsv"
+		echo
+		echo "- $(nginx -v 2>&1); $(go version | cut -d' ' -f3); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); kernel $(uname -r)"
+	} >"$out"
+	cat "$out"
+	log "wrote $out"
+}
+
 # BENCH_ONLY=6 or BENCH_ONLY=7 runs just that scenario (for development).
 main() {
 	setup
 	if [ "$MODE" = profile ]; then
 		profile_engine
+		return
+	fi
+	if [ "$MODE" = floor ]; then
+		floor_run
 		return
 	fi
 	for p in "${PEERS[@]}"; do start "$p" off; done

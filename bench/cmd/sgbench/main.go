@@ -8,6 +8,7 @@
 //	sgbench rate   -url URL -rate N -duration D
 //	sgbench idle   -addr HOST:PORT -n N -pids P,P
 //	sgbench sealed -url URL -duration D
+//	sgbench relay  -mode bytes|fasthttp -listen ADDR -upstream ADDR -cert F -key F
 //	sgbench report -raw FILE -meta FILE -md FILE -png FILE
 package main
 
@@ -27,6 +28,7 @@ var commands = []command{
 	{"rate", cmdRate},
 	{"idle", cmdIdle},
 	{"sealed", cmdSealed},
+	{"relay", cmdRelay},
 	{"report", cmdReport},
 }
 
@@ -47,6 +49,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: sgbench cert|parse|rate|idle|sealed|report [flags]")
+	fmt.Fprintln(os.Stderr, "usage: sgbench cert|parse|rate|idle|sealed|relay|report [flags]")
 	os.Exit(2)
 }
