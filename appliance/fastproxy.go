@@ -335,13 +335,11 @@ func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id
 		return fastProblem(ctx, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(rt.maxBody, 10)+" bytes", id)
 	}
 	*in = n
-	dropRequestHop(h)
+	ip := ""
 	if fc != nil {
-		h.SetCanonical(keyXForwardedFor, sbytes(fc.clientIP()))
+		ip = fc.clientIP()
 	}
-	h.SetCanonical(keyXForwardedHost, h.Host())
-	h.SetCanonical(keyXForwardedProto, valueHTTPS)
-	h.SetCanonical(keyRequestID, sbytes(id))
+	forwardHeaders(h, ip, id)
 	req.UseHostHeader = true
 	req.URI().SetScheme("http")
 
@@ -373,16 +371,34 @@ func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id
 			fasthttp.ReleaseResponse(up)
 		}
 	}
-	rh := &resp.Header
-	// The upstream closing its connection is the pool's business; the
-	// client's connection closes when the client asked.
+	answerHeaders(&resp.Header, id, clientClose)
+	return resp.StatusCode()
+}
+
+// forwardHeaders prepares a request's header for the upstream: no
+// hop-by-hop fields, the engine's X-Forwarded-* (For only when the client's
+// address is known) and the request id.
+func forwardHeaders(h *fasthttp.RequestHeader, clientIP, id string) {
+	dropRequestHop(h)
+	if clientIP != "" {
+		h.SetCanonical(keyXForwardedFor, sbytes(clientIP))
+	}
+	h.SetCanonical(keyXForwardedHost, h.Host())
+	h.SetCanonical(keyXForwardedProto, valueHTTPS)
+	h.SetCanonical(keyRequestID, sbytes(id))
+}
+
+// answerHeaders prepares the upstream's response header for the client: no
+// hop-by-hop fields, the request id, and Connection: close only when the
+// client asked (the upstream closing its connection is the pool's
+// business).
+func answerHeaders(rh *fasthttp.ResponseHeader, id string, clientClose bool) {
 	rh.ResetConnectionClose()
 	dropResponseHop(rh)
 	if clientClose {
 		rh.SetConnectionClose()
 	}
 	rh.SetCanonical(keyRequestID, sbytes(id))
-	return resp.StatusCode()
 }
 
 // upstreamBody streams a separately held upstream response into the client's

@@ -72,6 +72,7 @@ type h2conn struct {
 	out        h2buf     // frames not yet written
 	hbuf       h2buf     // the header block being encoded
 	henc       *hpack.Encoder
+	fastVals   h2Values   // the previous fast response's values, for encodeFast
 	updated    bool       // a WINDOW_UPDATE waits in out
 	wmu        sync.Mutex // serializes writes to tc; taken under mu, held without it
 	streams    map[uint32]*h2stream
@@ -1260,7 +1261,7 @@ func (w *h2writer) emit(end bool) error {
 		if err := c.writeHeaderBlock(st.id, endHeaders, func(enc *hpack.Encoder) {
 			enc.WriteField(hpack.HeaderField{Name: ":status", Value: h2Status(w.status)})
 			if w.fast != nil {
-				encodeFast(enc, w.fast, w.id, w.declared)
+				encodeFast(enc, w.fast, w.id, w.declared, &c.fastVals)
 				return
 			}
 			encodeFields(enc, w.header, trailers)
@@ -1394,10 +1395,7 @@ func encodeFields(enc *hpack.Encoder, h http.Header, trailers http.Header) {
 		if _, isTrailer := trailers[k]; isTrailer && k != "Trailer" {
 			continue
 		}
-		name, ok := h2Lower[k]
-		if !ok {
-			name = strings.ToLower(k)
-		}
+		name := h2Name(k)
 		if !httpguts.ValidHeaderFieldName(name) {
 			continue
 		}
@@ -1450,22 +1448,80 @@ var h2Forbidden = map[string]bool{
 	"Transfer-Encoding": true, "Upgrade": true,
 }
 
-// h2Lower spares a ToLower for common response fields.
-var h2Lower = func() map[string]string {
-	m := make(map[string]string)
-	for _, k := range []string{
-		"Accept-Ranges", "Access-Control-Allow-Origin", "Age", "Cache-Control",
-		"Content-Disposition", "Content-Encoding", "Content-Language",
-		"Content-Length", "Content-Location", "Content-Range", "Content-Type",
-		"Date", "Etag", "Expires", "Last-Modified", "Link", "Location",
-		"Retry-After", "Server", "Set-Cookie", "Strict-Transport-Security",
-		"Trailer", "Vary", "Www-Authenticate", "X-Content-Type-Options",
-		"X-Frame-Options", "X-Request-Id", "Ratelimit", "Ratelimit-Policy",
-	} {
-		m[k] = strings.ToLower(k)
+// h2Name is a field name as HTTP/2 sends it, in lower case.
+func h2Name(k string) string {
+	if name, ok := h2KnownName(k); ok {
+		return name
 	}
-	return m
-}()
+	return strings.ToLower(k)
+}
+
+// h2KnownName spells out the lower-case names of the fields responses
+// commonly carry, given in canonical form: a switch compares them without
+// hashing or allocating. ok is false for other names.
+func h2KnownName(k string) (name string, ok bool) {
+	switch k {
+	case "Accept-Ranges":
+		return "accept-ranges", true
+	case "Access-Control-Allow-Origin":
+		return "access-control-allow-origin", true
+	case "Age":
+		return "age", true
+	case "Cache-Control":
+		return "cache-control", true
+	case "Content-Disposition":
+		return "content-disposition", true
+	case "Content-Encoding":
+		return "content-encoding", true
+	case "Content-Language":
+		return "content-language", true
+	case "Content-Length":
+		return "content-length", true
+	case "Content-Location":
+		return "content-location", true
+	case "Content-Range":
+		return "content-range", true
+	case "Content-Type":
+		return "content-type", true
+	case "Date":
+		return "date", true
+	case "Etag":
+		return "etag", true
+	case "Expires":
+		return "expires", true
+	case "Last-Modified":
+		return "last-modified", true
+	case "Link":
+		return "link", true
+	case "Location":
+		return "location", true
+	case "Retry-After":
+		return "retry-after", true
+	case "Server":
+		return "server", true
+	case "Set-Cookie":
+		return "set-cookie", true
+	case "Strict-Transport-Security":
+		return "strict-transport-security", true
+	case "Trailer":
+		return "trailer", true
+	case "Vary":
+		return "vary", true
+	case "Www-Authenticate":
+		return "www-authenticate", true
+	case "X-Content-Type-Options":
+		return "x-content-type-options", true
+	case "X-Frame-Options":
+		return "x-frame-options", true
+	case "X-Request-Id":
+		return "x-request-id", true
+	case "Ratelimit":
+		return "ratelimit", true
+	case "Ratelimit-Policy":
+		return "ratelimit-policy", true
+	}
+	return "", false
+}
 
 // h2Status is a status code as the :status field.
 func h2Status(code int) string {

@@ -193,6 +193,55 @@ func TestH2ManyConcurrentStreams(t *testing.T) {
 	}
 }
 
+// TestH2FastResponseFields checks the fields of many fast-path responses on
+// one connection, whose values repeat or change from one response to the
+// next and whose number varies (the encoder reuses repeated values).
+func TestH2FastResponseFields(t *testing.T) {
+	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/fields/"))
+		w.Header().Set("Server", "up")
+		if n%3 == 0 {
+			w.Header().Set("X-Extra", strconv.Itoa(n))
+		}
+		w.Header().Set("X-Path", r.URL.Path)
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprint(w, strings.Repeat("x", n))
+	}), nil)
+	c := warmClient(t, f)
+	const n = 120
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			path := fmt.Sprintf("/fields/%d", i)
+			resp, err := c.Get(f.url(path))
+			if err != nil {
+				errs <- err
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			h := resp.Header
+			wantExtra := ""
+			if i%3 == 0 {
+				wantExtra = strconv.Itoa(i)
+			}
+			if resp.ProtoMajor != 2 || h.Get("X-Path") != path || h.Get("Server") != "up" || h.Get("X-Extra") != wantExtra ||
+				h.Get("Content-Length") != strconv.Itoa(i) || len(body) != i || h.Get("Content-Type") != "text/plain" {
+				errs <- fmt.Errorf("%s: %s %v, %d bytes", path, resp.Proto, h, len(body))
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := f.conns("http2"); got != 1 {
+		t.Fatalf("%d h2 connections, want 1", got)
+	}
+}
+
 // TestH2FlowControl moves bodies five times the server's 1 MiB windows (and
 // larger than the client's initial stream window) both ways: they arrive
 // whole only if both sides' WINDOW_UPDATEs are sent and honoured.

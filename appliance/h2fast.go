@@ -42,12 +42,15 @@ func (l *listenerGen) h2FastRoute(hd *h2head) *route {
 	return l.fastLookup(hd.method, hd.authority, path)
 }
 
-// h2FastDrop are the request fields the fast path does not forward: those
-// the engine sets itself, and hop-by-hop ones HTTP/2 still allows.
-var h2FastDrop = map[string]bool{
-	"host": true, "content-length": true, "proxy-authorization": true,
-	"forwarded": true, "x-forwarded-for": true, "x-forwarded-host": true, "x-forwarded-proto": true,
-	"x-request-id": true,
+// h2FastDrop reports the request fields the fast path does not forward:
+// those the engine sets itself, and hop-by-hop ones HTTP/2 still allows.
+func h2FastDrop(name string) bool {
+	switch name {
+	case "host", "content-length", "proxy-authorization", "forwarded", "x-forwarded-for",
+		"x-forwarded-host", "x-forwarded-proto", "x-request-id":
+		return true
+	}
+	return false
 }
 
 // runFast serves one stream on the fast path.
@@ -80,7 +83,7 @@ func (c *h2conn) proxyH2(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd 
 	h.SetHost(hd.authority)
 	req.UseHostHeader = true
 	for _, hf := range f.RegularFields() {
-		if !h2FastDrop[hf.Name] {
+		if !h2FastDrop(hf.Name) {
 			h.Add(hf.Name, hf.Value)
 		}
 	}
@@ -205,37 +208,67 @@ func (c *h2conn) h2Problem(w *h2writer, status int, detail, id string) int {
 	return status
 }
 
-// h2FastHop are the upstream response fields not forwarded.
-var h2FastHop = map[string]bool{
-	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Proxy-Authenticate": true,
-	"Transfer-Encoding": true, "Upgrade": true, "Trailer": true, "Content-Length": true,
-	"X-Request-Id": true,
+// h2FastHop reports the upstream response fields the fast path does not
+// pass on: hop-by-hop ones, and those it writes itself. (A switch: the
+// names are compared, not hashed.)
+func h2FastHop(k []byte) bool {
+	switch string(k) {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+		"Transfer-Encoding", "Upgrade", "Trailer", "Content-Length", "X-Request-Id":
+		return true
+	}
+	return false
 }
 
 // encodeFast writes the upstream's response fields, the content length the
-// response carries and the request id.
-func encodeFast(enc *hpack.Encoder, rh *fasthttp.ResponseHeader, id string, length int64) {
+// response carries and the request id. vals holds the values of the
+// connection's previous fast response.
+func encodeFast(enc *hpack.Encoder, rh *fasthttp.ResponseHeader, id string, length int64, vals *h2Values) {
 	sawDate := false
+	i := 0
 	for k, v := range rh.All() {
-		if h2FastHop[string(k)] {
+		if h2FastHop(k) {
 			continue
 		}
-		name, ok := h2Lower[string(k)]
+		name, ok := h2KnownName(bstr(k))
 		if !ok {
-			name = strings.ToLower(string(k))
+			name = strings.ToLower(string(k)) // a copy: the encoder may keep it
 		}
 		if name == "date" {
 			sawDate = true
 		}
-		enc.WriteField(hpack.HeaderField{Name: name, Value: string(v)})
+		enc.WriteField(hpack.HeaderField{Name: name, Value: vals.get(i, v)})
+		i++
 	}
 	if length >= 0 {
-		enc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(length, 10)})
+		var b [20]byte
+		enc.WriteField(hpack.HeaderField{Name: "content-length", Value: vals.get(h2ValuesLength, strconv.AppendInt(b[:0], length, 10))})
 	}
 	if !sawDate {
 		enc.WriteField(hpack.HeaderField{Name: "date", Value: httpDate()})
 	}
 	enc.WriteField(hpack.HeaderField{Name: "x-request-id", Value: id, Sensitive: true})
+}
+
+// h2Values keeps the field values of a connection's previous fast response
+// by position: responses from one upstream repeat most of them (server,
+// content type, validators), and an equal value is reused instead of
+// copied into a new string for the encoder, which may keep it.
+type h2Values [h2ValuesLength + 1]string
+
+// h2ValuesLength is the slot of the content length; fields past it are
+// not kept.
+const h2ValuesLength = 15
+
+func (p *h2Values) get(i int, v []byte) string {
+	if i > h2ValuesLength {
+		return string(v)
+	}
+	if p[i] == bstr(v) {
+		return p[i]
+	}
+	p[i] = string(v)
+	return p[i]
 }
 
 // logH2Fast writes the access line of a fast-path stream.
