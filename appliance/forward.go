@@ -137,8 +137,9 @@ var errClientGone = errors.New("the client went away")
 // to the client failed, or the upstream's error.
 func streamUpstream(w io.Writer, flushFn func() error, flush bool, resp *fasthttp.Response) error {
 	defer resp.CloseBodyStream()
-	buf := proxyBuffers.Get()
-	defer proxyBuffers.Put(buf)
+	bp := proxyBuffers.get()
+	defer proxyBuffers.put(bp)
+	buf := *bp
 	body := resp.BodyStream()
 	for {
 		n, err := body.Read(buf)

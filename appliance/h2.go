@@ -93,6 +93,7 @@ type h2conn struct {
 // said otherwise.
 type h2stream struct {
 	c            *h2conn
+	hd           h2head // the request's head, for the fast path
 	id           uint32
 	sendWindow   int64
 	recvWindow   int64 // credit the client still has
@@ -552,6 +553,7 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 		remoteClosed: f.StreamEnded(),
 		declared:     hd.length,
 	}
+	st.hd = hd // kept with the stream: one allocation, not two
 	st.w = h2writer{st: st, head: hd.method == http.MethodHead}
 	if !f.StreamEnded() {
 		st.body = &h2body{st: st, needContinue: hd.expect, gap: c.idle}
@@ -592,7 +594,7 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 	c.handlers++
 	switch {
 	case rt != nil:
-		h2run(func() { c.run(st, func() { c.runFast(st, rt, f, &hd) }) })
+		h2run(func() { c.run(st, func() { c.runFast(st, rt, f, &st.hd) }) })
 	case hd.tooLarge:
 		// Answered as HTTP/1.1's fast path answers it.
 		h2run(func() {
@@ -869,14 +871,14 @@ func (c *h2conn) flushLocked() error {
 	if len(c.out.b) == 0 {
 		return nil
 	}
-	b := c.out.take()
+	t := c.out.take()
 	c.wmu.Lock()
 	c.mu.Unlock()
 	c.tc.SetWriteDeadline(time.Now().Add(h2WriteTimeout))
-	_, err := c.tc.Write(b)
+	_, err := c.tc.Write(t.b)
 	c.wmu.Unlock()
 	c.mu.Lock()
-	h2release(b)
+	h2release(t)
 	if err != nil && c.err == nil {
 		c.err = err
 		c.cond.Broadcast()
@@ -905,27 +907,32 @@ func (c *h2conn) flushUpdates() error {
 
 // h2buf is a byte buffer drawn from a pool on first write and given back
 // once taken and used, so an idle connection holds none.
-type h2buf struct{ b []byte }
+type h2buf struct {
+	b []byte
+	p *[]byte // the pool's slot for b: handed back with it, so a Put allocates nothing
+}
 
 func (w *h2buf) Write(p []byte) (int, error) {
-	if w.b == nil {
-		w.b = (*h2bufPool.Get().(*[]byte))[:0]
+	if w.p == nil {
+		w.p = h2bufPool.Get().(*[]byte)
+		w.b = (*w.p)[:0]
 	}
 	w.b = append(w.b, p...)
 	return len(p), nil
 }
 
-func (w *h2buf) take() []byte {
-	b := w.b
-	w.b = nil
-	return b
+// take hands over what was written; h2release gives it back.
+func (w *h2buf) take() h2buf {
+	t := *w
+	*w = h2buf{}
+	return t
 }
 
 // h2release gives a taken buffer back; one a bulk burst grew is let go.
-func h2release(b []byte) {
-	if b != nil && cap(b) <= 64<<10 {
-		b = b[:0]
-		h2bufPool.Put(&b)
+func h2release(t h2buf) {
+	if t.p != nil && cap(t.b) <= 64<<10 {
+		*t.p = t.b[:0]
+		h2bufPool.Put(t.p)
 	}
 }
 
@@ -1088,8 +1095,9 @@ type h2writer struct {
 	declared    int64 // Content-Length set by the handler, or -1
 	written     int64
 	buf         []byte
-	noBody      bool // HEAD, or a status without a body
-	head        bool // a HEAD request
+	bufp        *[]byte // buf's slot in h2bufs
+	noBody      bool    // HEAD, or a status without a body
+	head        bool    // a HEAD request
 	// fast, on the fast path, is the upstream's response header, encoded
 	// as it is (without an http.Header) with the request id.
 	fast *fasthttp.ResponseHeader
@@ -1158,8 +1166,9 @@ func (w *h2writer) Write(p []byte) (int, error) {
 			continue
 		}
 		take := min(room, len(p))
-		if w.buf == nil {
-			w.buf = (*h2bufs.Get().(*[]byte))[:0]
+		if w.bufp == nil {
+			w.bufp = h2bufs.Get().(*[]byte)
+			w.buf = (*w.bufp)[:0]
 		}
 		w.buf = append(w.buf, p[:take]...)
 		p = p[take:]
@@ -1301,10 +1310,10 @@ func (w *h2writer) emit(end bool) error {
 		w.buf = w.buf[:0]
 		return nil
 	}
-	if w.buf != nil {
-		b := w.buf[:0]
-		h2bufs.Put(&b)
-		w.buf = nil
+	if w.bufp != nil {
+		*w.bufp = w.buf[:0]
+		h2bufs.Put(w.bufp)
+		w.buf, w.bufp = nil, nil
 	}
 	if trailers != nil {
 		if err := c.writeHeaderBlock(st.id, true, func(enc *hpack.Encoder) {
@@ -1364,8 +1373,9 @@ func (c *h2conn) awaitWindow(st *h2stream, want int) (int, error) {
 // CONTINUATION frames within the client's frame size.
 func (c *h2conn) writeHeaderBlock(id uint32, endStream bool, fill func(*hpack.Encoder)) error {
 	fill(c.henc)
-	block := c.hbuf.take()
-	defer h2release(block)
+	t := c.hbuf.take()
+	defer h2release(t)
+	block := t.b
 	max := int(c.peerFrame)
 	first := true
 	for first || len(block) > 0 {

@@ -231,4 +231,9 @@ type bufferPool struct{ p sync.Pool }
 func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
 func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
 
+// get and put pass the pool's slot along, so a put allocates nothing (Put,
+// for httputil.BufferPool, takes a slice and allocates a slot for it).
+func (b *bufferPool) get() *[]byte  { return b.p.Get().(*[]byte) }
+func (b *bufferPool) put(p *[]byte) { b.p.Put(p) }
+
 var proxyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
