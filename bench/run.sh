@@ -4,7 +4,8 @@
 # rounds. Writes bench/results/<date>-<host>.{md,png,tsv} and prints the table.
 # bench/run.sh profile keeps CPU and allocation profiles of the engine;
 # bench/run.sh floor measures nginx, sealgate and two Go reference relays side
-# by side (see floor_run).
+# by side (see floor_run); bench/run.sh pair REV compares this tree's engine
+# with the one at git revision REV (see pair_run).
 #
 # Fairness: each proxy runs on core $PROXY_CPU (taskset) with one worker
 # (nginx worker_processes 1, HAProxy nbthread 1, Caddy and sealgate
@@ -19,8 +20,12 @@ quick) ROUNDS=1 DUR=2 WARM=500ms IDLE_CONNS=1000 IDLE_SETTLE=1s ;;
 full) ROUNDS=3 DUR=4 WARM=1s IDLE_CONNS=10000 IDLE_SETTLE=2s ;;
 profile) ROUNDS=1 DUR=10 WARM=1s IDLE_CONNS=0 IDLE_SETTLE=0s ;;
 floor) ROUNDS=${FLOOR_ROUNDS:-5} DUR=5 WARM=1s IDLE_CONNS=0 IDLE_SETTLE=0s ;;
+pair)
+	ROUNDS=${PAIR_ROUNDS:-7} DUR=5 WARM=1s IDLE_CONNS=0 IDLE_SETTLE=0s
+	BASE_REV=${2:?usage: $0 pair GIT-REVISION}
+	;;
 *)
-	echo "usage: $0 quick|full|profile|floor" >&2
+	echo "usage: $0 quick|full|profile|floor|pair REV" >&2
 	exit 2
 	;;
 esac
@@ -561,6 +566,94 @@ floor_run() {
 	log "wrote $out"
 }
 
+# pair_run judges an engine change: this tree's sealgate and the one built
+# at $BASE_REV serve at the same time on the proxy core, each loaded by its
+# own client on the load core (scenario 1: wrk -c32; scenario 2: h2load -c4
+# -m8), for $ROUNDS rounds; the ratio of requests per CPU second, this tree
+# over the base, is taken per round. Both see the same machine state, so a
+# change of 2 % shows, where sequential rounds on a shared machine drift by
+# ±10 %.
+pair_run() {
+	local base=$WORK/base rev p r
+	rev=$(cd "$ROOT" && git rev-parse --short "$BASE_REV")
+	log "building the engine at $rev"
+	(cd "$ROOT" && git worktree add -q --detach "$base" "$rev")
+	(cd "$base" && go build -o "$WORK/sealgate-base" ./cmd/sealgate) || {
+		(cd "$ROOT" && git worktree remove --force "$base")
+		exit 1
+	}
+	(cd "$ROOT" && git worktree remove --force "$base")
+	PORT[base]=18465
+	start sealgate off
+	render "$TEMPLATES/sealgate.toml" "$WORK/base.toml" "PORT=${PORT[base]}" "SEALGATE_ACCESS=off"
+	sed -i -e 's|sealgate-state|sealgate-base-state|' -e 's|sealgate-admin.sock|sealgate-base-admin.sock|' "$WORK/base.toml"
+	GOMAXPROCS=1 taskset -c $PROXY_CPU "$WORK/sealgate-base" run --config "$WORK/base.toml" >/dev/null 2>"$WORK/base.out" &
+	PID[base]=$!
+	STARTED+=($!)
+	wait_https "${PORT[base]}" || {
+		tail -5 "$WORK/base.out" >&2
+		exit 1
+	}
+	local tsv=$WORK/pair.tsv scen
+	: >"$tsv"
+	for scen in s1_h1 s2_h2; do
+		for r in $(seq 1 "$ROUNDS"); do
+			log "pair $scen round $r/$ROUNDS"
+			declare -A c0=() lp=()
+			for p in sealgate base; do c0[$p]=$(cpu_ticks "$(pids "$p")"); done
+			for p in sealgate base; do
+				if [ $scen = s1_h1 ]; then
+					load wrk -t1 -c32 -d"${DUR}s" --timeout 10s "$(url "$p" /json)" >"$WORK/pair.$scen.$r.$p" 2>&1 &
+				else
+					load h2load -t1 -c4 -m8 -D "$DUR" --warm-up-time "$WARM" "$(url "$p" /json)" >"$WORK/pair.$scen.$r.$p" 2>&1 &
+				fi
+				lp[$p]=$!
+			done
+			for p in sealgate base; do wait "${lp[$p]}" || true; done
+			for p in sealgate base; do
+				local c1 rps
+				c1=$(cpu_ticks "$(pids "$p")")
+				rps=$(awk '/^Requests\/sec/ {print $2} /^finished in/ {print $4}' "$WORK/pair.$scen.$r.$p")
+				if grep -qE 'Non-2xx|status codes: [0-9]+ 2xx, [0-9]+ 3xx, [1-9]' "$WORK/pair.$scen.$r.$p"; then
+					log "$p answered errors in $scen round $r"
+					rps=""
+				fi
+				awk -v s=$scen -v r="$r" -v p="$p" -v rps="${rps:-0}" -v c=$((c1 - ${c0[$p]})) -v hz="$CLK_TCK" -v d="$DUR" \
+					'BEGIN { if (rps > 0 && c > 0) printf "%s\t%s\t%s\t%.0f\n", s, r, p, rps * d / (c / hz) }' >>"$tsv"
+			done
+		done
+	done
+	local out
+	out=$RESULTS/$(date -u +%Y-%m-%d)-$(hostname)-pair.md
+	{
+		echo "# Paired run: this tree ($(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- . || echo ', modified')) against $rev ($(date -u +%Y-%m-%d), $(hostname))"
+		echo
+		echo "Both engines on core $PROXY_CPU at the same time, one client each on core $LOAD_CPU, $ROUNDS rounds of ${DUR}s;"
+		echo "per core = requests / CPU seconds; the ratio this tree / base per round, then the median (min–max)."
+		echo
+		echo "| Scenario | this tree, req/s per core (median) | base | ratio |"
+		echo "|---|---:|---:|---:|"
+		awk -F'\t' '
+			{ v[$1, $2, $3] = $4; rounds[$2] = 1; scens[$1] = 1 }
+			function med(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }; return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+			END {
+				name["s1_h1"] = "1. 1 KiB JSON, HTTP/1.1 (wrk -c32 each)"; name["s2_h2"] = "2. the same over h2 (h2load -c4 -m8 each)"
+				split("s1_h1 s2_h2", ss, " ")
+				for (k = 1; k <= 2; k++) {
+					s = ss[k]; n = 0; delete a; delete b; delete q
+					for (r in rounds) if ((s, r, "sealgate") in v && (s, r, "base") in v) {
+						n++; a[n] = v[s, r, "sealgate"]; b[n] = v[s, r, "base"]; q[n] = a[n] / b[n]
+					}
+					if (n == 0) { printf "| %s | – | – | – |\n", name[s]; continue }
+					lo = 1e9; hi = 0; for (i = 1; i <= n; i++) { if (q[i] < lo) lo = q[i]; if (q[i] > hi) hi = q[i] }
+					printf "| %s | %.0f | %.0f | **%.3f** (%.3f–%.3f) |\n", name[s], med(a, n), med(b, n), med(q, n), lo, hi
+				}
+			}' "$tsv"
+	} >"$out"
+	cat "$out"
+	log "wrote $out"
+}
+
 # BENCH_ONLY=6 or BENCH_ONLY=7 runs just that scenario (for development).
 main() {
 	setup
@@ -570,6 +663,10 @@ main() {
 	fi
 	if [ "$MODE" = floor ]; then
 		floor_run
+		return
+	fi
+	if [ "$MODE" = pair ]; then
+		pair_run
 		return
 	fi
 	for p in "${PEERS[@]}"; do start "$p" off; done
