@@ -481,6 +481,36 @@ profile_engine() {
 	log "profiles in $dir ($tag-*)"
 }
 
+# side_by_side KIND TAG PEER... loads every peer at the same time, each
+# with its own client on the load core (KIND: wrk's connection count, or h2
+# for h2load -c4 -m8), and prints "PEER<TAB>requests per CPU second<TAB>CPU
+# used" for each peer that answered without errors.
+side_by_side() {
+	local kind=$1 tag=$2 p
+	shift 2
+	declare -A c0=() lp=()
+	for p in "$@"; do c0[$p]=$(cpu_ticks "$(pids "$p")"); done
+	for p in "$@"; do
+		case $kind in
+		h2) load h2load -t1 -c4 -m8 -D "$DUR" --warm-up-time "$WARM" "$(url "$p" /json)" ;;
+		*) load wrk -t1 -c"$kind" -d"${DUR}s" --timeout 10s "$(url "$p" /json)" ;;
+		esac >"$WORK/$tag.$p" 2>&1 &
+		lp[$p]=$!
+	done
+	for p in "$@"; do wait "${lp[$p]}" || true; done
+	for p in "$@"; do
+		local c1 rps
+		c1=$(cpu_ticks "$(pids "$p")")
+		rps=$(awk '/^Requests\/sec/ {print $2} /^finished in/ {print $4}' "$WORK/$tag.$p")
+		if grep -qE 'Non-2xx|status codes: [0-9]+ 2xx, [0-9]+ 3xx, [1-9]' "$WORK/$tag.$p"; then
+			log "$p answered errors ($tag)"
+			continue
+		fi
+		awk -v p="$p" -v rps="${rps:-0}" -v c=$((c1 - ${c0[$p]})) -v hz="$CLK_TCK" -v d="$DUR" \
+			'BEGIN { if (rps > 0 && c > 0) printf "%s\t%.0f\t%.3f\n", p, rps * d / (c / hz), (c / hz) / d }'
+	done
+}
+
 # floor_run answers "how far could the engine go on this runtime": nginx,
 # sealgate and two Go reference relays (sgbench relay) serve scenario 1's
 # load at the same time, all on the proxy core, one wrk each on the load
@@ -509,24 +539,7 @@ floor_run() {
 	: >"$tsv"
 	for r in $(seq 1 "$ROUNDS"); do
 		log "floor round $r/$ROUNDS"
-		declare -A c0=() lp=()
-		for p in "${peers[@]}"; do c0[$p]=$(cpu_ticks "$(pids "$p")"); done
-		for p in "${peers[@]}"; do
-			load wrk -t1 -c16 -d"${DUR}s" --timeout 10s "$(url "$p" /json)" >"$WORK/floor.$r.$p" 2>&1 &
-			lp[$p]=$!
-		done
-		for p in "${peers[@]}"; do wait "${lp[$p]}" || true; done
-		for p in "${peers[@]}"; do
-			local c1 rps
-			c1=$(cpu_ticks "$(pids "$p")")
-			rps=$(awk '/^Requests\/sec/ {print $2}' "$WORK/floor.$r.$p")
-			if grep -q 'Non-2xx' "$WORK/floor.$r.$p"; then
-				log "$p answered errors in round $r"
-				rps=""
-			fi
-			awk -v r="$r" -v p="$p" -v rps="${rps:-0}" -v c=$((c1 - ${c0[$p]})) -v hz="$CLK_TCK" -v d="$DUR" \
-				'BEGIN { if (rps > 0 && c > 0) printf "%s\t%s\t%.0f\t%.3f\n", r, p, rps * d / (c / hz), (c / hz) / d }' >>"$tsv"
-		done
+		side_by_side 16 "floor.$r" "${peers[@]}" | awk -v r="$r" '{ print r "\t" $0 }' >>"$tsv"
 	done
 	local out
 	out=$RESULTS/$(date -u +%Y-%m-%d)-$(hostname)-floor.md
@@ -599,28 +612,10 @@ pair_run() {
 	for scen in s1_h1 s2_h2; do
 		for r in $(seq 1 "$ROUNDS"); do
 			log "pair $scen round $r/$ROUNDS"
-			declare -A c0=() lp=()
-			for p in sealgate base; do c0[$p]=$(cpu_ticks "$(pids "$p")"); done
-			for p in sealgate base; do
-				if [ $scen = s1_h1 ]; then
-					load wrk -t1 -c32 -d"${DUR}s" --timeout 10s "$(url "$p" /json)" >"$WORK/pair.$scen.$r.$p" 2>&1 &
-				else
-					load h2load -t1 -c4 -m8 -D "$DUR" --warm-up-time "$WARM" "$(url "$p" /json)" >"$WORK/pair.$scen.$r.$p" 2>&1 &
-				fi
-				lp[$p]=$!
-			done
-			for p in sealgate base; do wait "${lp[$p]}" || true; done
-			for p in sealgate base; do
-				local c1 rps
-				c1=$(cpu_ticks "$(pids "$p")")
-				rps=$(awk '/^Requests\/sec/ {print $2} /^finished in/ {print $4}' "$WORK/pair.$scen.$r.$p")
-				if grep -qE 'Non-2xx|status codes: [0-9]+ 2xx, [0-9]+ 3xx, [1-9]' "$WORK/pair.$scen.$r.$p"; then
-					log "$p answered errors in $scen round $r"
-					rps=""
-				fi
-				awk -v s=$scen -v r="$r" -v p="$p" -v rps="${rps:-0}" -v c=$((c1 - ${c0[$p]})) -v hz="$CLK_TCK" -v d="$DUR" \
-					'BEGIN { if (rps > 0 && c > 0) printf "%s\t%s\t%s\t%.0f\n", s, r, p, rps * d / (c / hz) }' >>"$tsv"
-			done
+			local kind=32
+			[ $scen = s2_h2 ] && kind=h2
+			side_by_side $kind "pair.$scen.$r" sealgate base |
+				awk -v s=$scen -v r="$r" '{ print s "\t" r "\t" $1 "\t" $2 }' >>"$tsv"
 		done
 	done
 	local out
