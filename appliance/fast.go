@@ -77,6 +77,10 @@ func (q *connQueue) push(c net.Conn) bool {
 type fastConn struct {
 	*tls.Conn
 	gc *guardedConn
+	// For access lines, once the first is written: the TLS state and the
+	// client's address as text.
+	logTLS    *tls.ConnectionState
+	logClient string
 }
 
 // clientIP is the client's address for X-Forwarded-For.

@@ -471,8 +471,12 @@ func (e *Engine) logFast(ctx *fasthttp.RequestCtx, fc *fastConn, listener string
 		path: string(path), proto: "HTTP/1.1", upstream: rt.target.Host, status: status, in: in, out: out, dur: dur,
 	}
 	if fc != nil {
-		cs := fc.ConnectionState()
-		a.client, a.tls = fc.RemoteAddr().String(), &cs
+		if fc.logTLS == nil {
+			// Taken at the connection's first access line, not every one.
+			cs := fc.ConnectionState()
+			fc.logTLS, fc.logClient = &cs, fc.RemoteAddr().String()
+		}
+		a.client, a.tls = fc.logClient, fc.logTLS
 	}
 	h.Handle(context.Background(), a.record())
 }

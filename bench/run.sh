@@ -597,10 +597,13 @@ pair_run() {
 	}
 	(cd "$ROOT" && git worktree remove --force "$base")
 	PORT[base]=18465
-	start sealgate off
-	render "$TEMPLATES/sealgate.toml" "$WORK/base.toml" "PORT=${PORT[base]}" "SEALGATE_ACCESS=off"
+	# PAIR_LOG=1: both with the access log on (scenario 1b).
+	local logs=off acc=off
+	[ "${PAIR_LOG:-0}" = 1 ] && logs=on acc=stdout
+	start sealgate $logs
+	render "$TEMPLATES/sealgate.toml" "$WORK/base.toml" "PORT=${PORT[base]}" "SEALGATE_ACCESS=$acc"
 	sed -i -e 's|sealgate-state|sealgate-base-state|' -e 's|sealgate-admin.sock|sealgate-base-admin.sock|' "$WORK/base.toml"
-	GOMAXPROCS=1 taskset -c $PROXY_CPU "$WORK/sealgate-base" run --config "$WORK/base.toml" >/dev/null 2>"$WORK/base.out" &
+	GOMAXPROCS=1 taskset -c $PROXY_CPU "$WORK/sealgate-base" run --config "$WORK/base.toml" >"$WORK/base-access.log" 2>"$WORK/base.out" &
 	PID[base]=$!
 	STARTED+=($!)
 	wait_https "${PORT[base]}" || {
@@ -623,7 +626,7 @@ pair_run() {
 	{
 		echo "# Paired run: this tree ($(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- . || echo ', modified')) against $rev ($(date -u +%Y-%m-%d), $(hostname))"
 		echo
-		echo "Both engines on core $PROXY_CPU at the same time, one client each on core $LOAD_CPU, $ROUNDS rounds of ${DUR}s;"
+		echo "Both engines on core $PROXY_CPU at the same time, one client each on core $LOAD_CPU, $ROUNDS rounds of ${DUR}s, access log $logs;"
 		echo "per core = requests / CPU seconds; the ratio this tree / base per round, then the median (min–max)."
 		echo
 		echo "| Scenario | this tree, req/s per core (median) | base | ratio |"
