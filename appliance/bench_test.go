@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -76,7 +75,7 @@ func BenchmarkEntry(b *testing.B) {
 		b.Run(tt.name, func(b *testing.B) {
 			o := Options{Metrics: metrics.New()}
 			if tt.access {
-				o.AccessLog = slog.New(slog.NewJSONHandler(io.Discard, nil))
+				o.AccessLog = NewAccessLogger(io.Discard, nil)
 			}
 			e := New(o)
 			ca := testpki.NewCA(b, "bench")

@@ -589,10 +589,11 @@ func (e *Engine) accessHandler() slog.Handler {
 	return nil
 }
 
-// record fills a slog.Record directly: no caller lookup (the access log has
-// no source) and no intermediate slice.
-func (a *accessLine) record() slog.Record {
-	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "access", 0)
+// record fills a slog.Record stamped t directly: no caller lookup (the
+// access log has no source) and no intermediate slice. appendAccessJSON
+// writes the same line without it.
+func (a *accessLine) record(t time.Time) slog.Record {
+	rec := slog.NewRecord(t, slog.LevelInfo, "access", 0)
 	rec.AddAttrs(
 		slog.String("request_id", a.id),
 		slog.String("client", a.client),
@@ -631,7 +632,7 @@ func (e *Engine) logAccess(r *http.Request, info *reqctx.Info, sw *statusWriter,
 		id: info.ID, client: r.RemoteAddr, listener: info.Listener, route: info.Route,
 		method: r.Method, host: r.Host, path: r.URL.Path, proto: r.Proto, upstream: info.Upstream,
 		status: sw.status, in: in, out: sw.n, dur: dur, sealed: info.Sealed, tls: r.TLS,
-	}).record()
+	}).record(time.Now())
 	if id := info.Identity(); id != nil {
 		rec.AddAttrs(slog.Any("identity", id))
 	}

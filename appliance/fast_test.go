@@ -297,13 +297,21 @@ func (zeros) Read(p []byte) (int, error) {
 
 func TestFastPathAccessLog(t *testing.T) {
 	for _, h2 := range []bool{false, true} {
-		t.Run(fmt.Sprintf("h2=%v", h2), func(t *testing.T) { testFastAccessLog(t, h2) })
+		for _, engine := range []bool{false, true} {
+			// engine: the daemon's logger (NewAccessLogger), whose fast-path
+			// lines skip slog's handler; otherwise any slog handler.
+			t.Run(fmt.Sprintf("h2=%v/engine_logger=%v", h2, engine), func(t *testing.T) { testFastAccessLog(t, h2, engine) })
+		}
 	}
 }
 
-func testFastAccessLog(t *testing.T, h2 bool) {
+func testFastAccessLog(t *testing.T, h2, engine bool) {
 	var buf itest.SyncBuffer
-	f := newFixtureOpts(t, nil, nil, Options{AccessLog: slog.New(slog.NewJSONHandler(&buf, nil))})
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	if engine {
+		log = NewAccessLogger(&buf, nil)
+	}
+	f := newFixtureOpts(t, nil, nil, Options{AccessLog: log})
 	resp, err := f.client(h2).Get(f.url("/api/orders?token=s3cret"))
 	if err != nil {
 		t.Fatal(err)

@@ -478,7 +478,7 @@ func (e *Engine) logFast(ctx *fasthttp.RequestCtx, fc *fastConn, listener string
 		}
 		a.client, a.tls = fc.logClient, fc.logTLS
 	}
-	h.Handle(context.Background(), a.record())
+	writeAccess(h, &a)
 }
 
 // SetReadDeadline keeps the read deadline the connection arms itself: the

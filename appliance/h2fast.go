@@ -2,7 +2,6 @@ package appliance
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -281,5 +280,5 @@ func (c *h2conn) logH2Fast(h slog.Handler, rt *route, hd *h2head, id string, sta
 		id: id, client: c.remote, listener: c.s.name, route: rt.spec.Name, method: hd.method, host: hd.authority,
 		path: path, proto: "HTTP/2.0", upstream: rt.target.Host, status: status, in: in, out: out, dur: dur, tls: &c.state,
 	}
-	h.Handle(context.Background(), a.record())
+	writeAccess(h, &a)
 }

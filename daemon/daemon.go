@@ -86,7 +86,9 @@ func New(o Options) (*Daemon, error) {
 	}
 	lv := new(slog.LevelVar)
 	lv.Set(parseLevel(cfg.Daemon.LogLevel))
-	log := slog.New(slog.NewJSONHandler(o.Stdout, &slog.HandlerOptions{Level: lv}))
+	// The log and the access log share the output, one whole line per write.
+	out := &appliance.LockedWriter{W: o.Stdout}
+	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: lv}))
 	prof, err := cpu.NewProfile(cpu.Detect(), cfg.Crypto.AEAD)
 	if err != nil {
 		return nil, err
@@ -110,7 +112,7 @@ func New(o Options) (*Daemon, error) {
 	setMemoryLimit(d.log)
 	var access *slog.Logger
 	if cfg.Daemon.AccessLog == "stdout" {
-		access = log.With("log", "access")
+		access = appliance.NewAccessLogger(out, lv)
 	}
 	if err := os.MkdirAll(cfg.Daemon.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)

@@ -49,7 +49,7 @@ func run() error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var access *slog.Logger
 	if *accessLog {
-		access = slog.New(slog.NewJSONHandler(io.Discard, nil))
+		access = appliance.NewAccessLogger(io.Discard, nil) // as the daemon writes it
 	}
 	e := appliance.New(appliance.Options{Logger: logger, AccessLog: access, Metrics: metrics.New()})
 	spec := appliance.Spec{

@@ -1,0 +1,179 @@
+package appliance
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// LockedWriter serialises writes to W: loggers that share it (the daemon's
+// log and its access log) write whole lines, never parts of two.
+type LockedWriter struct {
+	mu sync.Mutex
+	W  io.Writer
+}
+
+func (l *LockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.W.Write(p)
+}
+
+// NewAccessLogger returns the access log: JSON lines on w with the attribute
+// log=access, written when level allows INFO. They are the lines slog's JSON
+// handler writes. The fast paths' lines are encoded straight into a buffer
+// instead of through a slog.Record and the handler's generic attribute
+// code, which took half of what an access line cost (and a json.Marshal per
+// line for the duration); FuzzAccessJSON holds the two encodings to the same
+// bytes. Each line is one Write to w.
+func NewAccessLogger(w io.Writer, level slog.Leveler) *slog.Logger {
+	jh := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+	return slog.New(&accessJSON{Handler: jh.WithAttrs([]slog.Attr{slog.String("log", "access")}), w: w})
+}
+
+// accessJSON is NewAccessLogger's handler. Records other than the fast
+// paths' lines (the handler path's, which carry the stages' findings) go
+// through slog's JSON handler.
+type accessJSON struct {
+	slog.Handler
+	w io.Writer
+}
+
+var accessBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// line writes a's access line, stamped t.
+func (h *accessJSON) line(t time.Time, a *accessLine) error {
+	bp := accessBufs.Get().(*[]byte)
+	b := appendAccessJSON((*bp)[:0], t, a)
+	_, err := h.w.Write(b)
+	*bp = b[:0]
+	accessBufs.Put(bp)
+	return err
+}
+
+// writeAccess writes a's access line through h.
+func writeAccess(h slog.Handler, a *accessLine) {
+	if aj, ok := h.(*accessJSON); ok {
+		aj.line(time.Now(), a)
+		return
+	}
+	h.Handle(context.Background(), a.record(time.Now()))
+}
+
+// appendAccessJSON appends a's access line as slog's JSON handler writes
+// a.record(t) with the attribute log=access, newline included.
+func appendAccessJSON(b []byte, t time.Time, a *accessLine) []byte {
+	b = append(b, `{"time":"`...)
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","level":"INFO","msg":"access","log":"access","request_id":`...)
+	b = appendJSONString(b, a.id)
+	b = append(b, `,"client":`...)
+	b = appendJSONString(b, a.client)
+	b = append(b, `,"listener":`...)
+	b = appendJSONString(b, a.listener)
+	b = append(b, `,"route":`...)
+	b = appendJSONString(b, a.route)
+	b = append(b, `,"method":`...)
+	b = appendJSONString(b, a.method)
+	b = append(b, `,"host":`...)
+	b = appendJSONString(b, a.host)
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, a.path)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(a.status), 10)
+	b = append(b, `,"bytes_in":`...)
+	b = strconv.AppendInt(b, a.in, 10)
+	b = append(b, `,"bytes_out":`...)
+	b = strconv.AppendInt(b, a.out, 10)
+	b = append(b, `,"duration_ms":`...)
+	b = appendJSONFloat(b, float64(a.dur.Microseconds())/1000)
+	b = append(b, `,"proto":`...)
+	b = appendJSONString(b, a.proto)
+	b = append(b, `,"sealed":`...)
+	b = strconv.AppendBool(b, a.sealed)
+	if a.upstream != "" {
+		b = append(b, `,"upstream":`...)
+		b = appendJSONString(b, a.upstream)
+	}
+	if a.tls != nil {
+		b = append(b, `,"tls":`...)
+		b = appendJSONString(b, tlsVersionName(a.tls.Version))
+		b = append(b, `,"cipher":`...)
+		b = appendJSONString(b, cipherSuiteName(a.tls.CipherSuite))
+		b = append(b, `,"alpn":`...)
+		b = appendJSONString(b, a.tls.NegotiatedProtocol)
+	}
+	return append(b, "}\n"...)
+}
+
+// appendJSONString appends s quoted as slog's JSON handler quotes strings:
+// no HTML escaping; control characters, invalid UTF-8 and U+2028/U+2029
+// escaped.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// appendJSONFloat appends f as encoding/json writes a float64 (which is
+// what slog's JSON handler calls for one).
+func appendJSONFloat(b []byte, f float64) []byte {
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// e-09 → e-9, as encoding/json does
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
