@@ -11,26 +11,14 @@ import (
 	"unicode/utf8"
 )
 
-// LockedWriter serialises writes to W: loggers that share it (the daemon's
-// log and its access log) write whole lines, never parts of two.
-type LockedWriter struct {
-	mu sync.Mutex
-	W  io.Writer
-}
-
-func (l *LockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.W.Write(p)
-}
-
 // NewAccessLogger returns the access log: JSON lines on w with the attribute
 // log=access, written when level allows INFO. They are the lines slog's JSON
 // handler writes. The fast paths' lines are encoded straight into a buffer
 // instead of through a slog.Record and the handler's generic attribute
 // code, which took half of what an access line cost (and a json.Marshal per
 // line for the duration); FuzzAccessJSON holds the two encodings to the same
-// bytes. Each line is one Write to w.
+// bytes. Each line is one Write to w; a w shared with another logger must
+// serialise their writes.
 func NewAccessLogger(w io.Writer, level slog.Leveler) *slog.Logger {
 	jh := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
 	return slog.New(&accessJSON{Handler: jh.WithAttrs([]slog.Attr{slog.String("log", "access")}), w: w})

@@ -39,7 +39,7 @@ func FuzzAccessJSON(f *testing.F) {
 func TestAccessLoggerLines(t *testing.T) {
 	var buf bytes.Buffer
 	lv := new(slog.LevelVar)
-	l := NewAccessLogger(&LockedWriter{W: &buf}, lv)
+	l := NewAccessLogger(&buf, lv)
 	a := accessLine{id: "r-1", client: "127.0.0.1:1", listener: "api", route: "r", method: "GET", host: "h", path: "/", proto: "HTTP/1.1", status: 200}
 	writeAccess(l.Handler(), &a)
 	l.Info("other", "k", 1)

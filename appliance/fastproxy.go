@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -236,8 +235,8 @@ var hopResponse = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Prox
 
 // dropRequestHop deletes the hop-by-hop headers from a request header. Most
 // requests carry none: it looks once and deletes only what is there. (One
-// function per header type: through an iterator parameter and a method
-// value, the same loop cost two allocations per call.)
+// function per header type: a generic one, or one through an iterator
+// parameter and a method value, costs allocations on every call.)
 func dropRequestHop(h *fasthttp.RequestHeader) {
 	var present uint
 	for k := range h.All() {
@@ -332,7 +331,7 @@ func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id
 	n := int64(len(req.Body()))
 	if n > rt.maxBody {
 		ctx.SetConnectionClose()
-		return fastProblem(ctx, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(rt.maxBody, 10)+" bytes", id)
+		return fastProblem(ctx, http.StatusRequestEntityTooLarge, rt.tooLarge(), id)
 	}
 	*in = n
 	ip := ""

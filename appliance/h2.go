@@ -535,9 +535,6 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 		}
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeRefusedStream}
 	}
-	// Not derived from a connection context: a parent keeps a map of its
-	// children, which an idle connection would hold. fail cancels the
-	// streams instead.
 	hd, err := c.head(f)
 	if err != nil {
 		return err
@@ -547,13 +544,13 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 	}
 	st := &h2stream{
 		c:            c,
+		hd:           hd,
 		id:           id,
 		sendWindow:   c.peerWindow,
 		recvWindow:   h2StreamWindow,
 		remoteClosed: f.StreamEnded(),
 		declared:     hd.length,
 	}
-	st.hd = hd // kept with the stream: one allocation, not two
 	st.w = h2writer{st: st, head: hd.method == http.MethodHead}
 	if !f.StreamEnded() {
 		st.body = &h2body{st: st, needContinue: hd.expect, gap: c.idle}
@@ -599,7 +596,7 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 		// Answered as HTTP/1.1's fast path answers it.
 		h2run(func() {
 			c.run(st, func() {
-				c.h2Problem(&st.w, http.StatusRequestHeaderFieldsTooLarge, "request header fields too large", "")
+				h2Problem(&st.w, http.StatusRequestHeaderFieldsTooLarge, "request header fields too large", "")
 			})
 		})
 	default:

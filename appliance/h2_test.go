@@ -140,6 +140,29 @@ func warmClient(t *testing.T, f *fixture) *http.Client {
 	return c
 }
 
+// concurrently runs every call at once and fails t with the errors they
+// return (the first 10 shown).
+func concurrently(t *testing.T, calls []func() error) {
+	t.Helper()
+	errs := make([]error, len(calls))
+	var wg sync.WaitGroup
+	for i, call := range calls {
+		wg.Go(func() { errs[i] = call() })
+	}
+	wg.Wait()
+	bad := 0
+	for _, err := range errs {
+		if err != nil {
+			if bad++; bad <= 10 {
+				t.Error(err)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%d of %d requests failed", bad, len(calls))
+	}
+}
+
 // TestH2ManyConcurrentStreams: 200 requests at once on one connection all
 // get their own answer, from the engine's server and from net/http's (the
 // control).
@@ -153,36 +176,23 @@ func TestH2ManyConcurrentStreams(t *testing.T) {
 			f := newFixture(t, nil, func(s *Spec, _ *testpki.CA) { s.DisableH2FastPath = tt.disable })
 			c := warmClient(t, f)
 			const n = 200
-			errs := make(chan error, n)
-			var wg sync.WaitGroup
+			calls := make([]func() error, n)
 			for i := range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
+				calls[i] = func() error {
 					path := fmt.Sprintf("/many/%d", i)
 					resp, err := c.Get(f.url(path))
 					if err != nil {
-						errs <- fmt.Errorf("%s: %v", path, err)
-						return
+						return fmt.Errorf("%s: %v", path, err)
 					}
 					body, err := io.ReadAll(resp.Body)
 					resp.Body.Close()
 					if want := fmt.Sprintf(`{"path":%q}`, path); err != nil || resp.StatusCode != 200 || resp.ProtoMajor != 2 || string(body) != want {
-						errs <- fmt.Errorf("%s: %d %s %q (%v), want 200 HTTP/2.0 %q", path, resp.StatusCode, resp.Proto, body, err, want)
+						return fmt.Errorf("%s: %d %s %q (%v), want 200 HTTP/2.0 %q", path, resp.StatusCode, resp.Proto, body, err, want)
 					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			bad := 0
-			for err := range errs {
-				if bad++; bad <= 10 {
-					t.Error(err)
+					return nil
 				}
 			}
-			if bad > 0 {
-				t.Fatalf("%d of %d requests failed", bad, n)
-			}
+			concurrently(t, calls)
 			if got := f.conns(tt.server); got != 1 {
 				t.Fatalf("the server counted %d HTTP/2 connections (server=%q), want the 201 requests on 1", got, tt.server)
 			}
@@ -209,15 +219,13 @@ func TestH2FastResponseFields(t *testing.T) {
 	}), nil)
 	c := warmClient(t, f)
 	const n = 120
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
+	calls := make([]func() error, n)
 	for i := range n {
-		wg.Go(func() {
+		calls[i] = func() error {
 			path := fmt.Sprintf("/fields/%d", i)
 			resp, err := c.Get(f.url(path))
 			if err != nil {
-				errs <- err
-				return
+				return err
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -228,15 +236,12 @@ func TestH2FastResponseFields(t *testing.T) {
 			}
 			if resp.ProtoMajor != 2 || h.Get("X-Path") != path || h.Get("Server") != "up" || h.Get("X-Extra") != wantExtra ||
 				h.Get("Content-Length") != strconv.Itoa(i) || len(body) != i || h.Get("Content-Type") != "text/plain" {
-				errs <- fmt.Errorf("%s: %s %v, %d bytes", path, resp.Proto, h, len(body))
+				return fmt.Errorf("%s: %s %v, %d bytes", path, resp.Proto, h, len(body))
 			}
-		})
+			return nil
+		}
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	concurrently(t, calls)
 	if got := f.conns("http2"); got != 1 {
 		t.Fatalf("%d h2 connections, want 1", got)
 	}
@@ -989,51 +994,43 @@ func TestH2HandlerPath(t *testing.T) {
 	upload := make([]byte, 3<<20)
 	rand.Read(upload)
 	want := sha256.Sum256(upload)
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
+	var calls []func() error
 	for i := range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		calls = append(calls, func() error {
 			// %7E is "~": net/http decodes it, so the fast path leaves
 			// it to the handler.
 			path := fmt.Sprintf("/enc/%%7E%d", i)
 			resp, err := c.Get(f.url(path))
 			if err != nil {
-				errs <- err
-				return
+				return err
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if w := fmt.Sprintf(`"path":"/enc/~%d"`, i); resp.StatusCode != 200 || !strings.Contains(string(body), w) {
-				errs <- fmt.Errorf("%s: %d %s, want %s", path, resp.StatusCode, body, w)
+				return fmt.Errorf("%s: %d %s, want %s", path, resp.StatusCode, body, w)
 			}
-		}()
+			return nil
+		})
 	}
 	for _, path := range []string{"/staged/up", "/enc/%7Eup"} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		calls = append(calls, func() error {
 			resp, err := c.Post(f.url(path), "application/octet-stream", bytes.NewReader(upload))
 			if err != nil {
-				errs <- err
-				return
+				return err
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			var errs []error
 			if w := fmt.Sprintf(`"n":%d,"sha":"%x"`, len(upload), want); resp.StatusCode != 200 || !strings.Contains(string(body), w) {
-				errs <- fmt.Errorf("POST %s: %d %s, want %s", path, resp.StatusCode, body, w)
+				errs = append(errs, fmt.Errorf("POST %s: %d %s, want %s", path, resp.StatusCode, body, w))
 			}
 			if path == "/staged/up" && resp.Header.Get("X-Stage") != "ran" {
-				errs <- fmt.Errorf("POST %s: the stage did not run (headers %v)", path, resp.Header)
+				errs = append(errs, fmt.Errorf("POST %s: the stage did not run (headers %v)", path, resp.Header))
 			}
-		}()
+			return errors.Join(errs...)
+		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	concurrently(t, calls)
 	if got := f.conns("http2"); got != 1 {
 		t.Fatalf("%d h2 connections, want all requests on 1", got)
 	}

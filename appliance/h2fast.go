@@ -2,7 +2,6 @@ package appliance
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http2"
@@ -35,7 +33,7 @@ func (l *listenerGen) h2FastRoute(hd *h2head) *route {
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
 	}
-	if !plainPath(unsafe.Slice(unsafe.StringData(path), len(path))) || strings.HasPrefix(path, sealPrefix) {
+	if !plainPath(sbytes(path)) || strings.HasPrefix(path, sealPrefix) {
 		return nil
 	}
 	return l.fastLookup(hd.method, hd.authority, path)
@@ -70,7 +68,7 @@ func (c *h2conn) runFast(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd 
 func (c *h2conn) proxyH2(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd *h2head, id string) (int, int64) {
 	w := &st.w
 	if hd.length > rt.maxBody {
-		return c.h2Problem(w, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(rt.maxBody, 10)+" bytes", id), 0
+		return h2Problem(w, http.StatusRequestEntityTooLarge, rt.tooLarge(), id), 0
 	}
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
@@ -103,13 +101,10 @@ func (c *h2conn) proxyH2(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd 
 			// oversized body gets 413 before the upstream sees it.
 			body, err := readBounded(st.body, rt.maxBody)
 			if err != nil {
-				if errors.Is(err, errTooLarge) {
-					return c.h2Problem(w, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(rt.maxBody, 10)+" bytes", id), 0
+				if status, detail := bodyFailure(rt, err); status != 0 {
+					return h2Problem(w, status, detail, id), 0
 				}
-				if errors.Is(err, errH2BodyTimeout) {
-					return c.h2Problem(w, http.StatusRequestTimeout, "the request body was not received in time", id), 0
-				}
-				return c.h2Problem(w, http.StatusBadRequest, "request body could not be read", id), 0
+				return h2Problem(w, http.StatusBadRequest, "request body could not be read", id), 0
 			}
 			in = int64(len(body))
 			req.SetBody(body)
@@ -123,15 +118,12 @@ func (c *h2conn) proxyH2(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd 
 		if st.isReset() {
 			return 499, in // the client went away; nothing to answer
 		}
-		if errors.Is(err, errH2BodyTimeout) {
-			return c.h2Problem(w, http.StatusRequestTimeout, "the request body was not received in time", id), in
-		}
-		if errors.Is(err, errTooLarge) {
-			return c.h2Problem(w, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(rt.maxBody, 10)+" bytes", id), in
+		if status, detail := bodyFailure(rt, err); status != 0 {
+			return h2Problem(w, status, detail, id), in
 		}
 		status, reason, detail := classifyFastError(err)
 		rt.m.UpstreamErrors.WithLabelValues(rt.spec.Name, reason).Inc()
-		return c.h2Problem(w, status, detail, id), in
+		return h2Problem(w, status, detail, id), in
 	}
 	rh := &resp.Header
 	status := resp.StatusCode()
@@ -163,6 +155,19 @@ func (c *h2conn) proxyH2(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd 
 	return status, in
 }
 
+// bodyFailure is the answer to a request body that ended in err: 413 past
+// the route's max_body, 408 when the client stopped sending it; status 0
+// for any other error.
+func bodyFailure(rt *route, err error) (status int, detail string) {
+	switch {
+	case errors.Is(err, errTooLarge):
+		return http.StatusRequestEntityTooLarge, rt.tooLarge()
+	case errors.Is(err, errH2BodyTimeout):
+		return http.StatusRequestTimeout, "the request body was not received in time"
+	}
+	return 0, ""
+}
+
 // isReset reports whether the client reset the stream.
 func (st *h2stream) isReset() bool {
 	st.c.mu.Lock()
@@ -187,22 +192,15 @@ func (r *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// h2Problem answers with an RFC 9457 problem, the same bytes as
-// problem.Error on the handler's path.
-func (c *h2conn) h2Problem(w *h2writer, status int, detail, id string) int {
+// h2Problem answers a stream with an RFC 9457 problem through problem.Write,
+// as the handler's path does, and the request id.
+func h2Problem(w *h2writer, status int, detail, id string) int {
 	p := problem.New(status, "", detail)
 	p.RequestID = id
-	b, _ := json.Marshal(p)
-	b = append(b, '\n')
-	hh := w.Header()
-	hh.Set("Content-Type", problem.ContentType)
-	hh.Set("Cache-Control", "no-store")
-	hh.Set("X-Content-Type-Options", "nosniff")
 	if id != "" {
-		hh[headerRequestID] = []string{id}
+		w.Header()[headerRequestID] = []string{id}
 	}
-	w.WriteHeader(status)
-	w.Write(b)
+	problem.Write(w, p)
 	w.finish()
 	return status
 }
@@ -236,12 +234,12 @@ func encodeFast(enc *hpack.Encoder, rh *fasthttp.ResponseHeader, id string, leng
 		if name == "date" {
 			sawDate = true
 		}
+		i++ // slot 0 is the content length's
 		enc.WriteField(hpack.HeaderField{Name: name, Value: vals.get(i, v)})
-		i++
 	}
 	if length >= 0 {
 		var b [20]byte
-		enc.WriteField(hpack.HeaderField{Name: "content-length", Value: vals.get(h2ValuesLength, strconv.AppendInt(b[:0], length, 10))})
+		enc.WriteField(hpack.HeaderField{Name: "content-length", Value: vals.get(0, strconv.AppendInt(b[:0], length, 10))})
 	}
 	if !sawDate {
 		enc.WriteField(hpack.HeaderField{Name: "date", Value: httpDate()})
@@ -250,17 +248,14 @@ func encodeFast(enc *hpack.Encoder, rh *fasthttp.ResponseHeader, id string, leng
 }
 
 // h2Values keeps the field values of a connection's previous fast response
-// by position: responses from one upstream repeat most of them (server,
+// by position (slot 0: the content length; then the fields in order, as
+// many as fit): responses from one upstream repeat most of them (server,
 // content type, validators), and an equal value is reused instead of
 // copied into a new string for the encoder, which may keep it.
-type h2Values [h2ValuesLength + 1]string
-
-// h2ValuesLength is the slot of the content length; fields past it are
-// not kept.
-const h2ValuesLength = 15
+type h2Values [16]string
 
 func (p *h2Values) get(i int, v []byte) string {
-	if i > h2ValuesLength {
+	if i >= len(p) {
 		return string(v)
 	}
 	if p[i] == bstr(v) {

@@ -152,7 +152,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if r.ContentLength > rt.maxBody {
-		problem.Error(w, r, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(rt.maxBody, 10)+" bytes")
+		problem.Error(w, r, http.StatusRequestEntityTooLarge, rt.tooLarge())
 		return
 	}
 	if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
@@ -160,7 +160,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			body, err := readBounded(r.Body, rt.maxBody)
 			if err != nil {
 				if errors.Is(err, errTooLarge) {
-					problem.Error(w, r, http.StatusRequestEntityTooLarge, "request body exceeds "+strconv.FormatInt(rt.maxBody, 10)+" bytes")
+					problem.Error(w, r, http.StatusRequestEntityTooLarge, rt.tooLarge())
 				} else {
 					problem.Error(w, r, http.StatusBadRequest, "request body could not be read")
 				}
@@ -235,5 +235,10 @@ func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
 // for httputil.BufferPool, takes a slice and allocates a slot for it).
 func (b *bufferPool) get() *[]byte  { return b.p.Get().(*[]byte) }
 func (b *bufferPool) put(p *[]byte) { b.p.Put(p) }
+
+// tooLarge is the detail of the 413 a body over the route's max_body gets.
+func (rt *route) tooLarge() string {
+	return "request body exceeds " + strconv.FormatInt(rt.maxBody, 10) + " bytes"
+}
 
 var proxyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}

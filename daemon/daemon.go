@@ -87,7 +87,7 @@ func New(o Options) (*Daemon, error) {
 	lv := new(slog.LevelVar)
 	lv.Set(parseLevel(cfg.Daemon.LogLevel))
 	// The log and the access log share the output, one whole line per write.
-	out := &appliance.LockedWriter{W: o.Stdout}
+	out := &lockedWriter{w: o.Stdout}
 	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: lv}))
 	prof, err := cpu.NewProfile(cpu.Detect(), cfg.Crypto.AEAD)
 	if err != nil {
@@ -398,4 +398,17 @@ func (d *Daemon) closeAdmin(ctx context.Context) {
 		// Closing the listener unlinks the socket path it created.
 		a.close(ctx)
 	}
+}
+
+// lockedWriter serialises writes to w: the log and the access log share it,
+// and each writes whole lines, never parts of two.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

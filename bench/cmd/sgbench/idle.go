@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // cmdIdle opens n TLS connections to addr, makes one keep-alive request on
@@ -153,9 +152,8 @@ func openIdle(addr string, tc *tls.Config, req []byte) (net.Conn, error) {
 	return c, nil
 }
 
-// openIdleH2 opens an h2 connection and completes one GET on it (path and
-// host taken from the HTTP/1.1 request line req), answering the server's
-// SETTINGS as a client does.
+// openIdleH2 opens an h2 connection and completes one GET on it through
+// x/net's HTTP/2 client (path taken from the HTTP/1.1 request line req).
 func openIdleH2(addr string, tc *tls.Config, req []byte) (net.Conn, error) {
 	path := strings.Fields(string(req))[1]
 	raw, err := net.DialTimeout("tcp", addr, 10*time.Second)
@@ -174,47 +172,23 @@ func openIdleH2(addr string, tc *tls.Config, req []byte) (net.Conn, error) {
 	if p := c.ConnectionState().NegotiatedProtocol; p != "h2" {
 		return fail(fmt.Errorf("ALPN %q, want h2", p))
 	}
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", addr}, {":path", path}, {"user-agent", "sgbench-idle"}} {
-		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
-	bw := bufio.NewWriter(c)
-	bw.WriteString(http2.ClientPreface)
-	fr := http2.NewFramer(bw, c)
-	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	fr.WriteSettings()
-	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
-	if err := bw.Flush(); err != nil {
+	cc, err := (&http2.Transport{}).NewClientConn(c)
+	if err != nil {
 		return fail(err)
 	}
-	status := ""
-	for done := false; !done; {
-		f, err := fr.ReadFrame()
-		if err != nil {
-			return fail(err)
-		}
-		switch f := f.(type) {
-		case *http2.SettingsFrame:
-			if !f.IsAck() {
-				fr.WriteSettingsAck()
-				if err := bw.Flush(); err != nil {
-					return fail(err)
-				}
-			}
-		case *http2.MetaHeadersFrame:
-			status = f.PseudoValue("status")
-			done = f.StreamEnded()
-		case *http2.DataFrame:
-			done = f.StreamEnded()
-		case *http2.RSTStreamFrame:
-			return fail(fmt.Errorf("stream reset: %v", f.ErrCode))
-		case *http2.GoAwayFrame:
-			return fail(fmt.Errorf("GOAWAY: %v", f.ErrCode))
-		}
+	r, err := http.NewRequest(http.MethodGet, "https://"+addr+path, nil)
+	if err != nil {
+		return fail(err)
 	}
-	if status != "200" {
-		return fail(fmt.Errorf("status %s", status))
+	r.Header.Set("User-Agent", "sgbench-idle")
+	resp, err := cc.RoundTrip(r)
+	if err != nil {
+		return fail(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fail(fmt.Errorf("status %d", resp.StatusCode))
 	}
 	c.SetDeadline(time.Time{})
 	return c, nil
