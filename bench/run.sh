@@ -31,6 +31,10 @@ pair)
 esac
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+if [ "$MODE" = pair ] && ! git -C "$ROOT" rev-parse --verify --quiet "$BASE_REV^{commit}" >/dev/null; then
+	echo "$0 pair: $BASE_REV is not a git revision of $ROOT" >&2
+	exit 2
+fi
 RESULTS=${BENCH_RESULTS:-$ROOT/bench/results}
 TEMPLATES=$ROOT/bench/templates
 WORK=$(mktemp -d /tmp/sealgate-bench.XXXXXX)

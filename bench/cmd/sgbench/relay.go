@@ -36,6 +36,9 @@ func cmdRelay(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *mode != "bytes" && *mode != "fasthttp" {
+		return fmt.Errorf("-mode %q: want bytes or fasthttp", *mode)
+	}
 	kp, err := tls.LoadX509KeyPair(*certFile, *keyFile)
 	if err != nil {
 		return err
@@ -47,13 +50,10 @@ func cmdRelay(args []string) error {
 	if err != nil {
 		return err
 	}
-	switch *mode {
-	case "bytes":
+	if *mode == "bytes" {
 		return relayBytes(tls.NewListener(ln, tc), *upstream)
-	case "fasthttp":
-		return relayFasthttp(tls.NewListener(ln, tc), *upstream)
 	}
-	return fmt.Errorf("-mode %q: want bytes or fasthttp", *mode)
+	return relayFasthttp(tls.NewListener(ln, tc), *upstream)
 }
 
 func relayBytes(ln net.Listener, upstream string) error {
