@@ -19,65 +19,6 @@ import (
 	"github.com/sealgate/sealgate/appliance/problem"
 )
 
-// fastUpstream is a route's HTTP/1.1 upstream client for the fast path.
-type fastUpstream struct {
-	hc *fasthttp.HostClient
-}
-
-// fastUpstreamOK reports whether the fasthttp client can reach an upstream:
-// plain HTTP without a base path (HTTPS upstreams keep net/http's transport,
-// which also speaks h2 to them).
-func fastUpstreamOK(u *url.URL) bool {
-	return u.Scheme == "http" && (u.Path == "" || u.Path == "/") && u.RawQuery == "" && u.User == nil
-}
-
-func newFastUpstream(u *url.URL, lim Limits, timeout time.Duration) *fastUpstream {
-	addr := u.Host
-	if u.Port() == "" {
-		addr = net.JoinHostPort(u.Hostname(), "80")
-	}
-	dialer := &net.Dialer{Timeout: lim.DialTimeout, KeepAlive: 30 * time.Second}
-	hc := &fasthttp.HostClient{
-		Addr: addr,
-		Dial: func(addr string) (net.Conn, error) {
-			c, err := dialer.Dial("tcp", addr)
-			if err != nil {
-				return nil, err
-			}
-			return newUpstreamConn(c, timeout), nil
-		},
-		MaxConns:                  8192,
-		MaxConnWaitTimeout:        lim.DialTimeout,
-		MaxIdleConnDuration:       90 * time.Second,
-		ReadBufferSize:            64 << 10, // largest upstream response header
-		WriteBufferSize:           16 << 10,
-		NoDefaultUserAgentHeader:  true,
-		DisablePathNormalizing:    true,
-		StreamResponseBody:        true,
-		MaxIdemponentCallAttempts: 2,
-		RetryIfErr:                retryStale,
-	}
-	return &fastUpstream{hc: hc}
-}
-
-// retryStale retries once an idempotent request whose pooled connection the
-// upstream had closed, as net/http's transport does. Timeouts are not
-// retried.
-func retryStale(req *fasthttp.Request, attempts int, err error) (bool, bool) {
-	if attempts > 1 || req.IsBodyStream() {
-		return false, false
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return false, false
-	}
-	h := &req.Header
-	idempotent := h.IsGet() || h.IsHead() || h.IsPut() || h.IsDelete() || h.IsOptions() || h.IsTrace()
-	stale := errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
-	return false, idempotent && stale
-}
-
 // upstreamConn bounds each wait for the upstream: a request written arms the
 // read deadline (time to the response), and every read that returns data
 // re-arms it, so a silent gap longer than the route's upstream timeout
@@ -93,6 +34,7 @@ type upstreamConn struct {
 	timeout  time.Duration
 	slack    time.Duration
 	deadline time.Time // the read deadline armed
+	used     time.Time // the last read or write
 }
 
 func newUpstreamConn(c net.Conn, timeout time.Duration) *upstreamConn {
@@ -105,14 +47,16 @@ func armSlack(timeout time.Duration) time.Duration {
 }
 
 func (c *upstreamConn) Write(b []byte) (int, error) {
-	c.arm(time.Now())
+	c.used = time.Now()
+	c.arm(c.used)
 	return c.Conn.Write(b)
 }
 
 func (c *upstreamConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
-		c.arm(time.Now())
+		c.used = time.Now()
+		c.arm(c.used)
 	}
 	return n, err
 }
@@ -342,33 +286,12 @@ func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id
 	req.UseHostHeader = true
 	req.URI().SetScheme("http")
 
-	// The upstream's response is read straight into the client's, except
-	// when the client's connection is closing: the client library would
-	// then see the close flag the server puts on that response when it
-	// finishes the body, and close the pooled upstream connection too.
+	// The upstream's response is read straight into the client's.
 	resp := &ctx.Response
-	var up *fasthttp.Response
-	if clientClose {
-		up = fasthttp.AcquireResponse()
-		resp = up
-	}
-	if err := rt.fast.hc.Do(req, resp); err != nil {
-		if up != nil {
-			fasthttp.ReleaseResponse(up)
-		}
+	if err := rt.fast.Do(req, resp); err != nil {
 		status, reason, detail := classifyFastError(err)
 		rt.m.UpstreamErrors.WithLabelValues(rt.spec.Name, reason).Inc()
 		return fastProblem(ctx, status, detail, id)
-	}
-	if up != nil {
-		resp = &ctx.Response
-		up.Header.CopyTo(&resp.Header)
-		if up.IsBodyStream() {
-			resp.SetBodyStream(&upstreamBody{up}, up.Header.ContentLength())
-		} else {
-			resp.SetBody(up.Body())
-			fasthttp.ReleaseResponse(up)
-		}
 	}
 	answerHeaders(&resp.Header, id, clientClose)
 	return resp.StatusCode()
@@ -398,18 +321,6 @@ func answerHeaders(rh *fasthttp.ResponseHeader, id string, clientClose bool) {
 		rh.SetConnectionClose()
 	}
 	rh.SetCanonical(keyRequestID, sbytes(id))
-}
-
-// upstreamBody streams a separately held upstream response into the client's
-// and releases it when the server closes the stream.
-type upstreamBody struct{ r *fasthttp.Response }
-
-func (b *upstreamBody) Read(p []byte) (int, error) { return b.r.BodyStream().Read(p) }
-
-func (b *upstreamBody) Close() error {
-	err := b.r.CloseBodyStream()
-	fasthttp.ReleaseResponse(b.r)
-	return err
 }
 
 // classifyFastError maps an upstream client error to the same statuses and

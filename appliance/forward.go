@@ -79,7 +79,7 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req.SetBodyStream(r.Body, int(r.ContentLength))
 	}
 
-	if err := rt.fast.hc.Do(req, resp); err != nil {
+	if err := rt.fast.Do(req, resp); err != nil {
 		status, reason, detail := classifyUpstreamError(r.Context(), err)
 		switch reason {
 		case "client_gone":

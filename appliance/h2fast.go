@@ -114,7 +114,7 @@ func (c *h2conn) proxyH2(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd 
 			req.SetBodyStream(&countingReader{r: st.body, n: &in, max: rt.maxBody}, -1)
 		}
 	}
-	if err := rt.fast.hc.Do(req, resp); err != nil {
+	if err := rt.fast.Do(req, resp); err != nil {
 		if st.isReset() {
 			return 499, in // the client went away; nothing to answer
 		}

@@ -115,7 +115,7 @@ func newRoute(spec RouteSpec, lim Limits, m *metrics.Metrics) (*route, error) {
 func (rt *route) closeIdle() {
 	rt.transport.CloseIdleConnections()
 	if rt.fast != nil {
-		rt.fast.hc.CloseIdleConnections()
+		rt.fast.retire()
 	}
 }
 
