@@ -502,11 +502,18 @@ const headerRequestID = "X-Request-Id"
 // newID returns the next request id: a per-process random prefix and a
 // base-36 sequence number.
 func (e *Engine) newID() string {
-	var buf [40]byte
-	b := append(buf[:0], e.idBase...)
-	b = strconv.AppendUint(b, e.idSeq.Add(1), 36)
-	return string(b)
+	var buf [maxIDLen]byte
+	return string(e.appendID(buf[:0]))
 }
+
+// appendID appends a new request id to b.
+func (e *Engine) appendID(b []byte) []byte {
+	b = append(b, e.idBase...)
+	return strconv.AppendUint(b, e.idSeq.Add(1), 36)
+}
+
+// maxIDLen bounds a request id: 12 hex digits, a dash, a base-36 uint64.
+const maxIDLen = 12 + 1 + 13
 
 // entry is the first handler of every request: request id, request context,
 // then the listener's current router, with metrics and the access log.

@@ -81,6 +81,10 @@ type fastConn struct {
 	// client's address as text.
 	logTLS    *tls.ConnectionState
 	logClient string
+	// The current request's id: every use copies it (headers, problem
+	// answers, the access line), so one buffer per connection serves all
+	// its requests.
+	id [maxIDLen]byte
 }
 
 // clientIP is the client's address for X-Forwarded-For.

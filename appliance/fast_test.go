@@ -128,8 +128,8 @@ func testForwarding(t *testing.T, h2 bool) {
 			t.Errorf("upstream saw %d %s fields, want the engine's one: %q", n, k, up.Header.Values(k))
 		}
 	}
-	if up.Host != f.addr || up.URL.RawQuery != "a=1&b=%2F&c" || up.URL.Path != "/api/items" {
-		t.Errorf("upstream saw host %q path %q query %q", up.Host, up.URL.Path, up.URL.RawQuery)
+	if up.Host != f.addr || up.RequestURI != "/api/items?a=1&b=%2F&c" {
+		t.Errorf("upstream saw host %q target %q, want the target as sent", up.Host, up.RequestURI)
 	}
 	if resp.Header.Get("X-Request-Id") == "" || resp.Header.Get("Keep-Alive") != "" || resp.Header.Get("X-Upstream") != "yes" ||
 		resp.Header.Get("Connection") != "" {
@@ -478,5 +478,50 @@ func TestFastPathSlowBody(t *testing.T) {
 	}
 	if f.conns("http1_fast") != 1 {
 		t.Fatal("the request did not take the fast path")
+	}
+}
+
+// TestFastPathRequestIDs: the requests of one connection each get their own
+// id (the fast path builds it in a buffer the connection reuses), the same
+// on the upstream's side and in the answer, also when streamed.
+func TestFastPathRequestIDs(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	long := strings.Repeat("b", 3*smallUpstreamBody)
+	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Get("X-Request-Id"))
+		mu.Unlock()
+		if r.URL.Path == "/long" {
+			io.WriteString(w, long)
+			return
+		}
+		io.WriteString(w, "ok")
+	}), nil)
+	rc := f.dialH1(t)
+	var answered []string
+	for i := range 6 {
+		path := "/short"
+		if i%2 == 1 {
+			path = "/long"
+		}
+		req, _ := http.NewRequest("GET", f.url(path), nil)
+		resp, body := rc.do(req)
+		if resp.StatusCode != 200 || (string(body) != "ok" && string(body) != long) {
+			t.Fatalf("%s: %d, %d bytes", path, resp.StatusCode, len(body))
+		}
+		answered = append(answered, resp.Header.Get("X-Request-Id"))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	distinct := map[string]bool{}
+	for i, id := range answered {
+		if id == "" || id != seen[i] {
+			t.Fatalf("request %d: the client got id %q, the upstream %q", i, id, seen[i])
+		}
+		distinct[id] = true
+	}
+	if len(distinct) != len(answered) {
+		t.Fatalf("ids on one connection repeat: %q", answered)
 	}
 }

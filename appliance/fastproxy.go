@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -18,57 +19,6 @@ import (
 
 	"github.com/sealgate/sealgate/appliance/problem"
 )
-
-// upstreamConn bounds each wait for the upstream: a request written arms the
-// read deadline (time to the response), and every read that returns data
-// re-arms it, so a silent gap longer than the route's upstream timeout
-// aborts the exchange (nginx's proxy_read_timeout), while a long response
-// that keeps flowing is not cut.
-//
-// Moving a deadline costs a timer update, so it is armed with some slack
-// (armSlack) and moved only once less than the timeout is left: a connection
-// exchanging often re-arms a few times a second at most, and every silence
-// is bounded by the timeout plus that slack.
-type upstreamConn struct {
-	net.Conn
-	timeout  time.Duration
-	slack    time.Duration
-	deadline time.Time // the read deadline armed
-	used     time.Time // the last read or write
-}
-
-func newUpstreamConn(c net.Conn, timeout time.Duration) *upstreamConn {
-	return &upstreamConn{Conn: c, timeout: timeout, slack: armSlack(timeout)}
-}
-
-// armSlack is how much later than the timeout a silence may be cut.
-func armSlack(timeout time.Duration) time.Duration {
-	return min(timeout/8, 250*time.Millisecond)
-}
-
-func (c *upstreamConn) Write(b []byte) (int, error) {
-	c.used = time.Now()
-	c.arm(c.used)
-	return c.Conn.Write(b)
-}
-
-func (c *upstreamConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if n > 0 {
-		c.used = time.Now()
-		c.arm(c.used)
-	}
-	return n, err
-}
-
-// arm makes sure at least the timeout is left before the read deadline.
-func (c *upstreamConn) arm(now time.Time) {
-	if c.deadline.Sub(now) >= c.timeout {
-		return
-	}
-	c.deadline = now.Add(c.timeout + c.slack)
-	c.Conn.SetReadDeadline(c.deadline)
-}
 
 // scratch is a reusable request for ServeMux lookups.
 type scratch struct {
@@ -249,12 +199,17 @@ func (e *Engine) serveFast(s *server, ctx *fasthttp.RequestCtx) {
 		s.migrate(ctx)
 		return
 	}
-	start := time.Now()
-	id := e.newID()
+	start := time.Since(e.started) // the monotonic clock only
 	fc, _ := ctx.Conn().(*fastConn)
+	var id string
+	if fc != nil {
+		id = bstr(e.appendID(fc.id[:0]))
+	} else {
+		id = e.newID()
+	}
 	var in int64
 	status := e.proxyFast(ctx, fc, rt, id, &in)
-	dur := time.Since(start)
+	dur := time.Since(e.started) - start
 	e.obs.observe(e.m, s.name, rt.spec.Name, status, dur)
 	if e.access != nil {
 		e.logFast(ctx, fc, s.name, rt, id, status, in, dur)
@@ -283,8 +238,6 @@ func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id
 		ip = fc.clientIP()
 	}
 	forwardHeaders(h, ip, id)
-	req.UseHostHeader = true
-	req.URI().SetScheme("http")
 
 	// The upstream's response is read straight into the client's.
 	resp := &ctx.Response
@@ -377,8 +330,14 @@ func (e *Engine) logFast(ctx *fasthttp.RequestCtx, fc *fastConn, listener string
 		path = path[:i]
 	}
 	a := accessLine{
-		id: id, listener: listener, route: rt.spec.Name, method: string(ctx.Method()), host: string(ctx.Host()),
-		path: string(path), proto: "HTTP/1.1", upstream: rt.target.Host, status: status, in: in, out: out, dur: dur,
+		id: id, listener: listener, route: rt.spec.Name, method: bstr(ctx.Method()), host: bstr(ctx.Host()),
+		path: bstr(path), proto: "HTTP/1.1", upstream: rt.target.Host, status: status, in: in, out: out, dur: dur,
+	}
+	if _, ok := h.(*accessJSON); !ok {
+		// The engine's encoder writes the line before this returns, from
+		// views of the request's memory; any other handler gets a
+		// slog.Record it may keep, so it gets copies.
+		a.id, a.method, a.host, a.path = strings.Clone(a.id), strings.Clone(a.method), strings.Clone(a.host), strings.Clone(a.path)
 	}
 	if fc != nil {
 		if fc.logTLS == nil {
@@ -389,25 +348,4 @@ func (e *Engine) logFast(ctx *fasthttp.RequestCtx, fc *fastConn, listener string
 		a.client, a.tls = fc.logClient, fc.logTLS
 	}
 	writeAccess(h, &a)
-}
-
-// SetReadDeadline keeps the read deadline the connection arms itself: the
-// client library clears it after writing a request, which would leave the
-// wait for the response unbounded. A deadline it sets (to interrupt a read)
-// still applies.
-func (c *upstreamConn) SetReadDeadline(t time.Time) error {
-	if t.IsZero() {
-		return nil
-	}
-	c.deadline = t
-	return c.Conn.SetReadDeadline(t)
-}
-
-// SetDeadline: see SetReadDeadline.
-func (c *upstreamConn) SetDeadline(t time.Time) error {
-	if t.IsZero() {
-		return c.Conn.SetWriteDeadline(t)
-	}
-	c.deadline = t
-	return c.Conn.SetDeadline(t)
 }

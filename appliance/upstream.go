@@ -100,6 +100,64 @@ func newFastUpstream(u *url.URL, lim Limits, timeout time.Duration) *fastUpstrea
 	return f
 }
 
+// upstreamConn bounds each wait for the upstream: a request written arms the
+// read deadline (time to the response), and every read that returns data
+// re-arms it, so a silent gap longer than the route's upstream timeout
+// aborts the exchange (nginx's proxy_read_timeout), while a long response
+// that keeps flowing is not cut.
+//
+// Moving a deadline costs a timer update, so it is armed with some slack
+// (armSlack) and moved only once less than the timeout is left: a connection
+// exchanging often re-arms a few times a second at most, and every silence
+// is bounded by the timeout plus that slack. Times are kept as durations
+// since the dial: time.Since reads only the monotonic clock, time.Now reads
+// the wall clock too.
+type upstreamConn struct {
+	net.Conn
+	timeout  time.Duration
+	slack    time.Duration
+	born     time.Time
+	deadline time.Duration // the read deadline armed, since born
+	used     time.Duration // the last read or write, since born
+}
+
+func newUpstreamConn(c net.Conn, timeout time.Duration) *upstreamConn {
+	return &upstreamConn{Conn: c, timeout: timeout, slack: armSlack(timeout), born: time.Now()}
+}
+
+// armSlack is how much later than the timeout a silence may be cut.
+func armSlack(timeout time.Duration) time.Duration {
+	return min(timeout/8, 250*time.Millisecond)
+}
+
+func (c *upstreamConn) Write(b []byte) (int, error) {
+	c.touch()
+	return c.Conn.Write(b)
+}
+
+func (c *upstreamConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.touch()
+	}
+	return n, err
+}
+
+// touch records a read or write and makes sure at least the timeout is
+// left before the read deadline.
+func (c *upstreamConn) touch() {
+	now := time.Since(c.born)
+	c.used = now
+	if c.deadline-now >= c.timeout {
+		return
+	}
+	c.deadline = now + c.timeout + c.slack
+	c.Conn.SetReadDeadline(c.born.Add(c.deadline))
+}
+
+// idleFor is how long c has been unused.
+func (c *upstreamConn) idleFor() time.Duration { return time.Since(c.born) - c.used }
+
 // errNoUpstreamConn is a request that found all maxUpstreamConns busy for
 // dial_timeout.
 var errNoUpstreamConn = fasthttp.ErrNoFreeConns
@@ -236,10 +294,9 @@ func (f *fastUpstream) clean() {
 	every := max(f.idleTimeout/4, time.Millisecond)
 	for {
 		time.Sleep(every)
-		now := time.Now()
 		f.mu.Lock()
 		i := 0
-		for i < len(f.idle) && now.Sub(f.idle[i].used) > f.idleTimeout {
+		for i < len(f.idle) && f.idle[i].idleFor() > f.idleTimeout {
 			i++
 		}
 		old := make([]*upstreamConn, i)
@@ -276,7 +333,9 @@ func (f *fastUpstream) retire() {
 
 // exchange writes req on c and reads the response into resp.
 func (f *fastUpstream) exchange(c *upstreamConn, req *fasthttp.Request, resp *fasthttp.Response) error {
-	req.URI().DisablePathNormalizing = true
+	// The request target goes out as it came: Request.Write rebuilds it
+	// from a parsed URI only when something asked for one (req.URI()),
+	// and nothing here does.
 	bw := f.bufs.w.Get().(*bufio.Writer)
 	bw.Reset(c)
 	err := req.Write(bw)
