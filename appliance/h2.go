@@ -106,6 +106,11 @@ type h2stream struct {
 	received     int64
 	cancel       context.CancelFunc
 	w            h2writer // the handler's
+	// For the fast path: the route, the HEADERS frame, and the request
+	// id's bytes (every use copies them).
+	rt    *route
+	frame *http2.MetaHeadersFrame
+	idBuf [maxIDLen]byte
 }
 
 // h2Transport is what the server needs of a connection: a *tls.Conn, whose
@@ -589,24 +594,8 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 	c.streams[id] = st
 	st.cancel = cancel
 	c.handlers++
-	switch {
-	case rt != nil:
-		h2run(func() { c.run(st, func() { c.runFast(st, rt, f, &st.hd) }) })
-	case hd.tooLarge:
-		// Answered as HTTP/1.1's fast path answers it.
-		h2run(func() {
-			c.run(st, func() {
-				h2Problem(&st.w, http.StatusRequestHeaderFieldsTooLarge, "request header fields too large", "")
-			})
-		})
-	default:
-		h2run(func() {
-			c.run(st, func() {
-				c.handler.ServeHTTP(&st.w, r)
-				st.w.finish()
-			})
-		})
-	}
+	st.rt, st.frame = rt, f
+	h2pool.run(st)
 	return nil
 }
 
@@ -752,9 +741,12 @@ func (c *h2conn) request(ctx context.Context, f *http2.MetaHeadersFrame, hd *h2h
 	return r, nil
 }
 
-// run serves one stream with serve, on its pooled goroutine. A panic
-// resets the stream (http.ErrAbortHandler quietly, as net/http does).
-func (c *h2conn) run(st *h2stream, serve func()) {
+// serveStream runs a stream's handler on a pooled goroutine: the fast path
+// (h2fast.go), the answer to a head too large, or the handler chain with
+// the http.Request built for it. A panic resets the stream
+// (http.ErrAbortHandler quietly, as net/http does).
+func (st *h2stream) serveStream() {
+	c := st.c
 	defer c.handlerDone(st)
 	defer func() {
 		if p := recover(); p != nil {
@@ -764,7 +756,16 @@ func (c *h2conn) run(st *h2stream, serve func()) {
 			c.resetStream(st, http2.ErrCodeInternal)
 		}
 	}()
-	serve()
+	switch {
+	case st.rt != nil:
+		c.runFast(st, st.rt, st.frame, &st.hd)
+	case st.hd.tooLarge:
+		// Answered as HTTP/1.1's fast path answers it.
+		h2Problem(&st.w, http.StatusRequestHeaderFieldsTooLarge, "request header fields too large", "")
+	default:
+		c.handler.ServeHTTP(&st.w, st.w.req)
+		st.w.finish()
+	}
 }
 
 // handlerDone accounts for a handler that returned.
@@ -1559,33 +1560,97 @@ type dateText struct {
 
 var h2date atomic.Pointer[dateText]
 
-// h2run runs f on an idle pooled goroutine, or a new one. Pooled
-// goroutines keep the stack a handler grew, which a new goroutine per
-// request would grow (and copy) again.
-func h2run(f func()) {
-	select {
-	case h2work <- f:
-	default:
-		go h2worker(f)
+// h2pool runs the streams' handlers on pooled goroutines, which keep the
+// stack a handler grew: a new goroutine per request would grow (and copy)
+// it again.
+var h2pool h2workers
+
+// h2task is what a pooled goroutine runs.
+type h2task interface{ serveStream() }
+
+// h2WorkerIdle is how long a pooled goroutine stays idle before it ends
+// (between one and two of these).
+const h2WorkerIdle = 10 * time.Second
+
+// h2workers is a stack of idle goroutines, the most recently used on top, so
+// the ones at the bottom stay idle and end. Handing a worker its next
+// function is a lock and a buffered send: no timer is touched per request
+// (a worker waiting in a select on its idle timer had to reset and arm
+// the timer for every function it ran). A cleaner, running while workers
+// exist, counts periods of h2WorkerIdle and ends the workers idle since
+// before the last one.
+type h2workers struct {
+	every    time.Duration // the period; 0: h2WorkerIdle
+	mu       sync.Mutex
+	idle     []*h2worker
+	live     int // workers, idle or not
+	period   int // the cleaner's count
+	cleaning bool
+}
+
+type h2worker struct {
+	next   chan h2task // nil ends the worker
+	period int         // when it last went idle
+}
+
+func (p *h2workers) run(f h2task) {
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		w := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		w.next <- f
+		return
+	}
+	p.live++
+	start := !p.cleaning
+	p.cleaning = true
+	p.mu.Unlock()
+	if start {
+		go p.clean()
+	}
+	go p.work(&h2worker{next: make(chan h2task, 1)}, f)
+}
+
+func (p *h2workers) work(w *h2worker, f h2task) {
+	for f != nil {
+		f.serveStream()
+		p.mu.Lock()
+		w.period = p.period
+		p.idle = append(p.idle, w)
+		p.mu.Unlock()
+		f = <-w.next
 	}
 }
 
-var h2work = make(chan func())
-
-// h2WorkerIdle is how long a pooled goroutine waits for work before it
-// ends.
-const h2WorkerIdle = 10 * time.Second
-
-func h2worker(f func()) {
-	f()
-	t := time.NewTimer(h2WorkerIdle)
-	defer t.Stop()
+func (p *h2workers) clean() {
+	every := p.every
+	if every == 0 {
+		every = h2WorkerIdle
+	}
 	for {
-		select {
-		case f = <-h2work:
-			f()
-			t.Reset(h2WorkerIdle)
-		case <-t.C:
+		time.Sleep(every)
+		p.mu.Lock()
+		p.period++
+		i := 0
+		for i < len(p.idle) && p.idle[i].period < p.period-1 {
+			i++
+		}
+		done := append([]*h2worker(nil), p.idle[:i]...)
+		n := copy(p.idle, p.idle[i:])
+		clear(p.idle[n:])
+		p.idle = p.idle[:n]
+		p.live -= len(done)
+		last := p.live == 0
+		if last {
+			p.cleaning = false
+		}
+		p.mu.Unlock()
+		for _, w := range done {
+			w.next <- nil
+		}
+		if last {
 			return
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -1222,4 +1223,67 @@ type zeroReader struct{}
 func (zeroReader) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// taskFunc runs a function as an h2 pool task.
+type taskFunc func()
+
+func (f taskFunc) serveStream() { f() }
+
+func TestH2WorkersReuseAndEnd(t *testing.T) {
+	p := &h2workers{every: 20 * time.Millisecond}
+	counts := func() (idle, live int) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.idle), p.live
+	}
+	// Sequential functions share one goroutine.
+	for range 50 {
+		done := make(chan struct{})
+		p.run(taskFunc(func() { close(done) }))
+		<-done
+		for {
+			if idle, _ := counts(); idle == 1 {
+				break
+			}
+			runtime.Gosched()
+		}
+	}
+	if _, live := counts(); live != 1 {
+		t.Fatalf("50 sequential functions ran on %d goroutines, want 1", live)
+	}
+	// Concurrent ones get a goroutine each.
+	var wg sync.WaitGroup
+	release := make(chan struct{})
+	for range 8 {
+		wg.Add(1)
+		p.run(taskFunc(func() {
+			wg.Done()
+			<-release
+		}))
+	}
+	wg.Wait()
+	if _, live := counts(); live != 8 {
+		t.Fatalf("8 concurrent functions: %d goroutines, want 8", live)
+	}
+	close(release)
+	// Idle ones end within two periods; the cleaner stops with the last.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		idle, live := counts()
+		p.mu.Lock()
+		cleaning := p.cleaning
+		p.mu.Unlock()
+		if idle == 0 && live == 0 && !cleaning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after idling: %d idle, %d live, cleaner running %v; want none", idle, live, cleaning)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// And the pool starts again.
+	done := make(chan struct{})
+	p.run(taskFunc(func() { close(done) }))
+	<-done
 }

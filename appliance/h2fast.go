@@ -53,10 +53,10 @@ func h2FastDrop(name string) bool {
 // runFast serves one stream on the fast path.
 func (c *h2conn) runFast(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd *h2head) {
 	e := c.e
-	start := time.Now()
-	id := e.newID()
+	start := time.Since(e.started) // the monotonic clock only
+	id := bstr(e.appendID(st.idBuf[:0]))
 	status, in := c.proxyH2(st, rt, f, hd, id)
-	dur := time.Since(start)
+	dur := time.Since(e.started) - start
 	e.obs.observe(e.m, c.s.name, rt.spec.Name, status, dur)
 	if h := e.accessHandler(); h != nil {
 		c.logH2Fast(h, rt, hd, id, status, in, st.w.written, dur)
@@ -274,6 +274,9 @@ func (c *h2conn) logH2Fast(h slog.Handler, rt *route, hd *h2head, id string, sta
 	a := accessLine{
 		id: id, client: c.remote, listener: c.s.name, route: rt.spec.Name, method: hd.method, host: hd.authority,
 		path: path, proto: "HTTP/2.0", upstream: rt.target.Host, status: status, in: in, out: out, dur: dur, tls: &c.state,
+	}
+	if _, ok := h.(*accessJSON); !ok {
+		a.id = strings.Clone(id) // a view of the stream's buffer; see logFast
 	}
 	writeAccess(h, &a)
 }
