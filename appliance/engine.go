@@ -718,6 +718,55 @@ type guardedConn struct {
 	fresh  atomic.Bool // accepted, first request not yet read
 	client netip.Addr  // the peer's address, parsed once at accept
 	ip     string      // client as text ("" when not an IP), for X-Forwarded-For
+
+	// While the HTTP/1.1 fast server owns the connection (lazy), a read
+	// deadline it sets is kept until a read needs the socket. fasthttp
+	// moves the deadline twice per request, to the idle bound and then,
+	// at the request's first byte, to the head's; the second is almost
+	// never waited on, as TLS holds the whole request from its first
+	// record, and moving it costs a timer update. A read that does reach
+	// the socket arms the latest deadline first, so every wait has the
+	// bound fasthttp asked for. Only the serving goroutine sets deadlines
+	// and reads then; moving the connection to net/http ends it (eager).
+	lazy  bool
+	want  time.Time // the read deadline set
+	armed time.Time // the read deadline on the socket
+}
+
+func (c *guardedConn) Read(b []byte) (int, error) {
+	if c.lazy && c.want != c.armed {
+		if err := c.Conn.SetReadDeadline(c.want); err != nil {
+			return 0, err
+		}
+		c.armed = c.want
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *guardedConn) SetReadDeadline(t time.Time) error {
+	if c.lazy {
+		c.want = t
+		return nil
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *guardedConn) SetDeadline(t time.Time) error {
+	if c.lazy {
+		c.want = t
+		return c.Conn.SetWriteDeadline(t)
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+// eager ends lazy read deadlines, arming the one last set.
+func (c *guardedConn) eager() {
+	if c.lazy {
+		c.lazy = false
+		if c.want != c.armed {
+			c.Conn.SetReadDeadline(c.want)
+		}
+	}
 }
 
 func (l *guardedListener) Accept() (net.Conn, error) {

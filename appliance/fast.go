@@ -201,6 +201,7 @@ func (e *Engine) handshake(s *server, gc *guardedConn) {
 		return
 	}
 	s.connsFast.Inc()
+	gc.lazy = true // see guardedConn; the push hands gc to fasthttp's goroutine
 	if !s.h1.push(&fastConn{Conn: tc, gc: gc}) {
 		tc.Close()
 		s.closed(gc)
@@ -247,6 +248,7 @@ func (s *server) migrate(ctx *fasthttp.RequestCtx) {
 		// c reads what fasthttp had buffered, then the socket; with
 		// KeepHijackedConns it stays open and owns that buffer after this
 		// returns, and the replay holds copies, not ctx's memory.
+		fc.gc.eager() // net/http sets deadlines from other goroutines
 		mc := &migratedConn{
 			Conn:  fc.Conn,
 			r:     io.MultiReader(bytes.NewReader(head), body, c),

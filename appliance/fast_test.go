@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -523,5 +524,38 @@ func TestFastPathRequestIDs(t *testing.T) {
 	}
 	if len(distinct) != len(answered) {
 		t.Fatalf("ids on one connection repeat: %q", answered)
+	}
+}
+
+// TestFastPathSlowSecondHead: on a keep-alive connection the head of a later
+// request is bounded by read_header_timeout too, not by idle_timeout (the
+// fast path arms read deadlines only when a read reaches the socket).
+func TestFastPathSlowSecondHead(t *testing.T) {
+	f := newFixture(t, nil, func(s *Spec, _ *testpki.CA) {
+		s.Limits.ReadHeaderTimeout = 300 * time.Millisecond
+		s.Limits.IdleTimeout = 20 * time.Second
+	})
+	rc := f.dialH1(t)
+	req, _ := http.NewRequest("GET", f.url("/first"), nil)
+	if resp, _ := rc.do(req); resp.StatusCode != 200 {
+		t.Fatalf("first request: %d", resp.StatusCode)
+	}
+	// Idle for longer than the head's bound: idle_timeout applies.
+	time.Sleep(600 * time.Millisecond)
+	io.WriteString(rc.c, "GET /second HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	_, err := io.ReadAll(rc.br)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the server kept a slow second head open for 10s")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("the slow second head was cut after %s, want about read_header_timeout", d)
+	}
+	if f.hits.Load() != 1 {
+		t.Fatalf("%d requests reached the upstream, want the complete one only", f.hits.Load())
+	}
+	if f.conns("http1_fast") != 1 {
+		t.Fatal("the connection did not take the fast path")
 	}
 }
