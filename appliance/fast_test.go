@@ -559,3 +559,48 @@ func TestFastPathSlowSecondHead(t *testing.T) {
 		t.Fatal("the connection did not take the fast path")
 	}
 }
+
+// TestFastPathStreamedBodiesKeepUpstreamPooled: a response too long to be
+// read whole is streamed, and its upstream connection goes back to the pool
+// once the client has it all, on both protocols (and chunked too).
+func TestFastPathStreamedBodiesKeepUpstreamPooled(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		var mu sync.Mutex
+		ports := map[string]bool{}
+		long := strings.Repeat("s", 5*smallUpstreamBody)
+		f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			ports[r.RemoteAddr] = true
+			mu.Unlock()
+			if r.URL.Path == "/chunked" {
+				io.WriteString(w, long[:len(long)/2])
+				w.(http.Flusher).Flush() // no length known: chunked
+				io.WriteString(w, long[len(long)/2:])
+				return
+			}
+			w.Header().Set("Content-Length", fmt.Sprint(len(long)))
+			io.WriteString(w, long)
+		}), nil)
+		c := f.client(h2)
+		for i := range 10 {
+			path := "/long"
+			if i%2 == 1 {
+				path = "/chunked"
+			}
+			resp, err := c.Get(f.url(path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != long {
+				t.Fatalf("h2=%v %s: %d bytes, want %d", h2, path, len(b), len(long))
+			}
+		}
+		mu.Lock()
+		if len(ports) != 1 {
+			t.Errorf("h2=%v: the upstream saw %d connections for 10 sequential streamed responses, want 1", h2, len(ports))
+		}
+		mu.Unlock()
+	}
+}

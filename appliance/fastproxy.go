@@ -161,9 +161,9 @@ func dropResponseHop(h *fasthttp.ResponseHeader) {
 }
 
 // The header names the fast path sets, in canonical form: SetCanonical
-// skips Set's copy and normalization of the name and its scan of the value
-// for line breaks, which none of the values set can hold (an address, a
-// request id, a constant, and the Host the parser accepted).
+// skips Set's copy and normalization of the name (it still strips line
+// breaks from the value, which none of the values set can hold: an
+// address, a request id, a constant, and the Host the parser accepted).
 var (
 	keyXForwardedFor   = []byte("X-Forwarded-For")
 	keyXForwardedHost  = []byte("X-Forwarded-Host")
