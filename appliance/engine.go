@@ -786,6 +786,7 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 				continue
 			}
 		}
+		gc.Conn = newSysConn(c) // see sysConn
 		return gc, nil
 	}
 }

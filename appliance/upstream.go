@@ -224,7 +224,7 @@ func (f *fastUpstream) acquire() (c *upstreamConn, reused bool, err error) {
 				return nil, false, err
 			}
 			f.dials.Add(1)
-			return newUpstreamConn(nc, f.timeout), false, nil
+			return newUpstreamConn(newSysConn(nc), f.timeout), false, nil
 		default:
 		}
 		// Every connection is open: wait for one to go idle or close.

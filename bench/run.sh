@@ -522,7 +522,8 @@ side_by_side() {
 # machine state, so the ratios hold even when the machine's speed drifts
 # between rounds (at the cost of each proxy having only part of the core).
 # relay-bytes terminates TLS and copies bytes (no HTTP); relay-fasthttp is
-# fasthttp's server and client with nothing of the engine's work.
+# fasthttp's server and client with nothing of the engine's work. Each round
+# then serves scenario 2's h2 load to nginx and sealgate side by side.
 floor_run() {
 	PORT[relay-fasthttp]=18463
 	PORT[relay-bytes]=18464
@@ -539,11 +540,15 @@ floor_run() {
 			exit 1
 		}
 	done
-	local tsv=$WORK/floor.tsv
+	local tsv=$WORK/floor.tsv h2tsv=$WORK/floor-h2.tsv
 	: >"$tsv"
+	: >"$h2tsv"
 	for r in $(seq 1 "$ROUNDS"); do
 		log "floor round $r/$ROUNDS"
 		side_by_side 16 "floor.$r" "${peers[@]}" | awk -v r="$r" '{ print r "\t" $0 }' >>"$tsv"
+		# Scenario 2's load, nginx and sealgate only (the relays speak
+		# HTTP/1.1).
+		side_by_side h2 "floor-h2.$r" nginx sealgate | awk -v r="$r" '{ print r "\t" $0 }' >>"$h2tsv"
 	done
 	local out
 	out=$RESULTS/$(date -u +%Y-%m-%d)-$(hostname)-floor.md
@@ -576,6 +581,27 @@ floor_run() {
 					printf "| %s | %s | %.0f | %.2f | **%.2f** (%.2f–%.2f) |\n", p, what[p], med(v, n), med(u, n), med(q, m), lo, hi
 				}
 			}' "$tsv"
+		echo
+		echo "The same side by side over h2 (scenario 2's request; \`h2load -t1 -c4 -m8\` each), nginx and sealgate only:"
+		echo
+		echo "| Process | req/s per core (median) | CPU used | ratio to nginx |"
+		echo "|---|---:|---:|---:|"
+		awk -F'\t' '
+			{ pc[$2, $1] = $3; cpu[$2, $1] = $4; rounds[$1] = 1 }
+			function med(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }; return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+			END {
+				split("nginx sealgate", ps, " ")
+				for (k = 1; k <= 2; k++) {
+					p = ps[k]; n = 0; m = 0; delete v; delete q; delete u
+					for (r in rounds) {
+						if ((p, r) in pc) { v[++n] = pc[p, r]; u[n] = cpu[p, r] }
+						if ((p, r) in pc && ("nginx", r) in pc) q[++m] = pc[p, r] / pc["nginx", r]
+					}
+					if (n == 0) { printf "| %s | – | – | – |\n", p; continue }
+					lo = 1e9; hi = 0; for (i = 1; i <= m; i++) { if (q[i] < lo) lo = q[i]; if (q[i] > hi) hi = q[i] }
+					printf "| %s | %.0f | %.2f | **%.2f** (%.2f–%.2f) |\n", p, med(v, n), med(u, n), med(q, m), lo, hi
+				}
+			}' "$h2tsv"
 		echo
 		echo "- $(nginx -v 2>&1); $(go version | cut -d' ' -f3); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); kernel $(uname -r)"
 	} >"$out"
