@@ -127,3 +127,28 @@ func TestSysConnCloseUnblocksRead(t *testing.T) {
 		t.Fatal("a waiting read did not return when the connection closed")
 	}
 }
+
+// TestSysConnAllocations: reads and writes allocate nothing (the functions
+// handed to RawConn are made once per connection).
+func TestSysConnAllocations(t *testing.T) {
+	sc, peer := tcpPair(t)
+	buf := make([]byte, 64)
+	msg := []byte("ping")
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := sc.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(peer, buf[:4]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := peer.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(sc, buf[:4]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 0 {
+		t.Fatalf("%.1f allocations per write, read and round trip, want 0", allocs)
+	}
+}
