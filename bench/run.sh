@@ -561,52 +561,46 @@ floor_run() {
 		echo
 		echo "| Process | What it does | req/s per core (median) | CPU used | ratio to nginx |"
 		echo "|---|---|---:|---:|---:|"
-		awk -F'\t' '
-			{ pc[$2, $1] = $3; cpu[$2, $1] = $4; rounds[$1] = 1 }
-			function med(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }; return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-			END {
-				split("nginx sealgate relay-fasthttp relay-bytes", ps, " ")
-				what["nginx"] = "the reference proxy (worker_processes 1)"
-				what["sealgate"] = "the engine, fast path (no stages)"
-				what["relay-fasthttp"] = "fasthttp server + HostClient, nothing else"
-				what["relay-bytes"] = "TLS termination + byte copy, no HTTP"
-				for (k = 1; k <= 4; k++) {
-					p = ps[k]; n = 0; m = 0; delete v; delete q; delete u
-					for (r in rounds) {
-						if ((p, r) in pc) { v[++n] = pc[p, r]; u[n] = cpu[p, r] }
-						if ((p, r) in pc && ("nginx", r) in pc) q[++m] = pc[p, r] / pc["nginx", r]
-					}
-					if (n == 0) { printf "| %s | %s | – | – | – |\n", p, what[p]; continue }
-					lo = 1e9; hi = 0; for (i = 1; i <= m; i++) { if (q[i] < lo) lo = q[i]; if (q[i] > hi) hi = q[i] }
-					printf "| %s | %s | %.0f | %.2f | **%.2f** (%.2f–%.2f) |\n", p, what[p], med(v, n), med(u, n), med(q, m), lo, hi
-				}
-			}' "$tsv"
+		floor_table "$tsv" nginx sealgate relay-fasthttp relay-bytes
 		echo
 		echo "The same side by side over h2 (scenario 2's request; \`h2load -t1 -c4 -m8\` each), nginx and sealgate only:"
 		echo
-		echo "| Process | req/s per core (median) | CPU used | ratio to nginx |"
-		echo "|---|---:|---:|---:|"
-		awk -F'\t' '
-			{ pc[$2, $1] = $3; cpu[$2, $1] = $4; rounds[$1] = 1 }
-			function med(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }; return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-			END {
-				split("nginx sealgate", ps, " ")
-				for (k = 1; k <= 2; k++) {
-					p = ps[k]; n = 0; m = 0; delete v; delete q; delete u
-					for (r in rounds) {
-						if ((p, r) in pc) { v[++n] = pc[p, r]; u[n] = cpu[p, r] }
-						if ((p, r) in pc && ("nginx", r) in pc) q[++m] = pc[p, r] / pc["nginx", r]
-					}
-					if (n == 0) { printf "| %s | – | – | – |\n", p; continue }
-					lo = 1e9; hi = 0; for (i = 1; i <= m; i++) { if (q[i] < lo) lo = q[i]; if (q[i] > hi) hi = q[i] }
-					printf "| %s | %.0f | %.2f | **%.2f** (%.2f–%.2f) |\n", p, med(v, n), med(u, n), med(q, m), lo, hi
-				}
-			}' "$h2tsv"
+		echo "| Process | What it does | req/s per core (median) | CPU used | ratio to nginx |"
+		echo "|---|---|---:|---:|---:|"
+		floor_table "$h2tsv" nginx sealgate
 		echo
 		echo "- $(nginx -v 2>&1); $(go version | cut -d' ' -f3); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); kernel $(uname -r)"
 	} >"$out"
 	cat "$out"
 	log "wrote $out"
+}
+
+# floor_table TSV PEER... prints a table row per peer from side_by_side's
+# rounds (round, peer, requests per CPU second, CPU used): the medians and
+# the per-round ratio to nginx.
+floor_table() {
+	local tsv=$1
+	shift
+	awk -F'\t' -v peers="$*" '
+		{ pc[$2, $1] = $3; cpu[$2, $1] = $4; rounds[$1] = 1 }
+		function med(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }; return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+		END {
+			what["nginx"] = "the reference proxy (worker_processes 1)"
+			what["sealgate"] = "the engine, fast path (no stages)"
+			what["relay-fasthttp"] = "fasthttp server + HostClient, nothing else"
+			what["relay-bytes"] = "TLS termination + byte copy, no HTTP"
+			np = split(peers, ps, " ")
+			for (k = 1; k <= np; k++) {
+				p = ps[k]; n = 0; m = 0; delete v; delete q; delete u
+				for (r in rounds) {
+					if ((p, r) in pc) { v[++n] = pc[p, r]; u[n] = cpu[p, r] }
+					if ((p, r) in pc && ("nginx", r) in pc) q[++m] = pc[p, r] / pc["nginx", r]
+				}
+				if (n == 0) { printf "| %s | %s | – | – | – |\n", p, what[p]; continue }
+				lo = 1e9; hi = 0; for (i = 1; i <= m; i++) { if (q[i] < lo) lo = q[i]; if (q[i] > hi) hi = q[i] }
+				printf "| %s | %s | %.0f | %.2f | **%.2f** (%.2f–%.2f) |\n", p, what[p], med(v, n), med(u, n), med(q, m), lo, hi
+			}
+		}' "$tsv"
 }
 
 # pair_run judges an engine change: this tree's sealgate and the one built
