@@ -287,8 +287,7 @@ func TestNotifyAndDrain(t *testing.T) {
 	td.cancel() // as SIGTERM does
 	expect("STOPPING=1")
 	time.Sleep(100 * time.Millisecond)
-	close(release)
-	release = make(chan struct{})
+	close(release) // the deferred close sees it closed
 	if s := <-got; s != "finished" {
 		t.Fatalf("in-flight request during drain got %q", s)
 	}
