@@ -40,9 +40,9 @@ type fastUpstream struct {
 	freed       chan struct{} // a connection went idle or closed
 	waiting     atomic.Int32  // requests waiting for a connection
 	bufs        *upstreamBufs // bufio readers and writers, per exchange
-	// dials and reuses count the connections opened and the exchanges on
-	// pooled ones.
-	dials, reuses atomic.Int64
+	// dials counts the connections opened (a dial is rare: no shared
+	// counter is touched per exchange).
+	dials atomic.Int64
 
 	mu       sync.Mutex
 	idle     []*upstreamConn // most recently used last
@@ -213,7 +213,6 @@ func (f *fastUpstream) acquire() (c *upstreamConn, reused bool, err error) {
 			f.idle[n-1] = nil
 			f.idle = f.idle[:n-1]
 			f.mu.Unlock()
-			f.reuses.Add(1)
 			return c, true, nil
 		}
 		f.mu.Unlock()

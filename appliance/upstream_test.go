@@ -157,8 +157,8 @@ func TestUpstreamPoolReusesConnections(t *testing.T) {
 	if n := s.accepted.Load(); n != 1 {
 		t.Errorf("18 sequential exchanges opened %d upstream connections, want 1", n)
 	}
-	if d, r := f.dials.Load(), f.reuses.Load(); d != 1 || r != 17 {
-		t.Errorf("dials %d, reuses %d; want 1 and 17", d, r)
+	if d := f.dials.Load(); d != 1 {
+		t.Errorf("%d dials, want 1", d)
 	}
 }
 
