@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -44,13 +45,18 @@ func (h *accessJSON) line(t time.Time, a *accessLine) error {
 	return err
 }
 
-// writeAccess writes a's access line through h.
+// writeAccess writes a's access line through h. The fast paths fill a with
+// views of a request's memory (id, method, host, path): the engine's
+// encoder writes the line before this returns; any other handler gets a
+// slog.Record it may keep, so it gets copies.
 func writeAccess(h slog.Handler, a *accessLine) {
 	if aj, ok := h.(*accessJSON); ok {
 		aj.line(time.Now(), a)
 		return
 	}
-	h.Handle(context.Background(), a.record(time.Now()))
+	c := *a
+	c.id, c.method, c.host, c.path = strings.Clone(a.id), strings.Clone(a.method), strings.Clone(a.host), strings.Clone(a.path)
+	h.Handle(context.Background(), c.record(time.Now()))
 }
 
 // appendAccessJSON appends a's access line as slog's JSON handler writes

@@ -195,7 +195,7 @@ func (e *Engine) Apply(spec Spec) error {
 	} else {
 		for _, l := range old.listeners {
 			for _, rt := range l.routes {
-				rt.closeIdle()
+				rt.retire()
 			}
 		}
 	}
@@ -431,7 +431,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	if g := e.gen.Load(); g != nil {
 		for _, l := range g.listeners {
 			for _, rt := range l.routes {
-				rt.closeIdle()
+				rt.retire()
 			}
 		}
 	}

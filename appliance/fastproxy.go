@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -251,10 +250,15 @@ func (e *Engine) proxyFast(ctx *fasthttp.RequestCtx, fc *fastConn, rt *route, id
 }
 
 // forwardHeaders prepares a request's header for the upstream: no
-// hop-by-hop fields, the engine's X-Forwarded-* (For only when the client's
-// address is known) and the request id.
+// hop-by-hop fields, then setForwarded.
 func forwardHeaders(h *fasthttp.RequestHeader, clientIP, id string) {
 	dropRequestHop(h)
+	setForwarded(h, clientIP, id)
+}
+
+// setForwarded sets the engine's X-Forwarded-* (For only when the client's
+// address is known; Host from the request's Host) and the request id.
+func setForwarded(h *fasthttp.RequestHeader, clientIP, id string) {
 	if clientIP != "" {
 		h.SetCanonical(keyXForwardedFor, sbytes(clientIP))
 	}
@@ -332,12 +336,6 @@ func (e *Engine) logFast(ctx *fasthttp.RequestCtx, fc *fastConn, listener string
 	a := accessLine{
 		id: id, listener: listener, route: rt.spec.Name, method: bstr(ctx.Method()), host: bstr(ctx.Host()),
 		path: bstr(path), proto: "HTTP/1.1", upstream: rt.target.Host, status: status, in: in, out: out, dur: dur,
-	}
-	if _, ok := h.(*accessJSON); !ok {
-		// The engine's encoder writes the line before this returns, from
-		// views of the request's memory; any other handler gets a
-		// slog.Record it may keep, so it gets copies.
-		a.id, a.method, a.host, a.path = strings.Clone(a.id), strings.Clone(a.method), strings.Clone(a.host), strings.Clone(a.path)
 	}
 	if fc != nil {
 		if fc.logTLS == nil {

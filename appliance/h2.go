@@ -876,7 +876,7 @@ func (c *h2conn) flushLocked() error {
 	_, err := c.tc.Write(t.b)
 	c.wmu.Unlock()
 	c.mu.Lock()
-	h2release(t)
+	t.release(&h2bufPool, h2bufMax)
 	if err != nil && c.err == nil {
 		c.err = err
 		c.cond.Broadcast()
@@ -903,36 +903,47 @@ func (c *h2conn) flushUpdates() error {
 	return c.flushLocked()
 }
 
-// h2buf is a byte buffer drawn from a pool on first write and given back
-// once taken and used, so an idle connection holds none.
+// h2buf is a byte buffer drawn from a pool on first use and given back with
+// the pool's slot for it (p), so a Put allocates nothing and an idle
+// connection or stream holds none. As an io.Writer it draws from h2bufPool.
 type h2buf struct {
 	b []byte
-	p *[]byte // the pool's slot for b: handed back with it, so a Put allocates nothing
+	p *[]byte
+}
+
+// from makes sure w's buffer is drawn, from pool.
+func (w *h2buf) from(pool *sync.Pool) {
+	if w.p == nil {
+		w.p = pool.Get().(*[]byte)
+		w.b = (*w.p)[:0]
+	}
 }
 
 func (w *h2buf) Write(p []byte) (int, error) {
-	if w.p == nil {
-		w.p = h2bufPool.Get().(*[]byte)
-		w.b = (*w.p)[:0]
-	}
+	w.from(&h2bufPool)
 	w.b = append(w.b, p...)
 	return len(p), nil
 }
 
-// take hands over what was written; h2release gives it back.
+// take hands over what was written; release gives it back.
 func (w *h2buf) take() h2buf {
 	t := *w
 	*w = h2buf{}
 	return t
 }
 
-// h2release gives a taken buffer back; one a bulk burst grew is let go.
-func h2release(t h2buf) {
-	if t.p != nil && cap(t.b) <= 64<<10 {
-		*t.p = t.b[:0]
-		h2bufPool.Put(t.p)
+// release gives w's buffer back to pool, unless a burst grew it past max
+// (then it is let go), and empties w.
+func (w *h2buf) release(pool *sync.Pool, max int) {
+	if w.p != nil && cap(w.b) <= max {
+		*w.p = w.b[:0]
+		pool.Put(w.p)
 	}
+	*w = h2buf{}
 }
+
+// h2bufMax is the largest framing buffer given back to h2bufPool.
+const h2bufMax = 64 << 10
 
 var h2bufPool = sync.Pool{New: func() any {
 	b := make([]byte, 0, 4096)
@@ -1092,10 +1103,9 @@ type h2writer struct {
 	sentHeader  bool
 	declared    int64 // Content-Length set by the handler, or -1
 	written     int64
-	buf         []byte
-	bufp        *[]byte // buf's slot in h2bufs
-	noBody      bool    // HEAD, or a status without a body
-	head        bool    // a HEAD request
+	body        h2buf // DATA not yet framed, drawn from h2bufs
+	noBody      bool  // HEAD, or a status without a body
+	head        bool  // a HEAD request
 	// fast, on the fast path, is the upstream's response header, encoded
 	// as it is (without an http.Header) with the request id.
 	fast *fasthttp.ResponseHeader
@@ -1156,7 +1166,7 @@ func (w *h2writer) Write(p []byte) (int, error) {
 	w.written += int64(len(p))
 	n := len(p)
 	for len(p) > 0 {
-		room := h2BodyChunk - len(w.buf)
+		room := h2BodyChunk - len(w.body.b)
 		if room == 0 {
 			if err := w.emit(false); err != nil {
 				return n - len(p), err
@@ -1164,11 +1174,8 @@ func (w *h2writer) Write(p []byte) (int, error) {
 			continue
 		}
 		take := min(room, len(p))
-		if w.bufp == nil {
-			w.bufp = h2bufs.Get().(*[]byte)
-			w.buf = (*w.bufp)[:0]
-		}
-		w.buf = append(w.buf, p[:take]...)
+		w.body.from(&h2bufs)
+		w.body.b = append(w.body.b, p[:take]...)
 		p = p[take:]
 	}
 	return n, nil
@@ -1258,7 +1265,7 @@ func (w *h2writer) emit(end bool) error {
 	}
 	if !w.sentHeader {
 		w.sentHeader = true
-		endHeaders := end && len(w.buf) == 0 && trailers == nil
+		endHeaders := end && len(w.body.b) == 0 && trailers == nil
 		if end && w.declared < 0 && trailers == nil && !w.noBody {
 			w.declared = w.written
 			if w.fast == nil {
@@ -1282,7 +1289,7 @@ func (w *h2writer) emit(end bool) error {
 			return c.closeLocal(st)
 		}
 	}
-	data := w.buf
+	data := w.body.b
 	for len(data) > 0 || end && trailers == nil {
 		n, err := c.awaitWindow(st, len(data))
 		if err != nil {
@@ -1305,14 +1312,10 @@ func (w *h2writer) emit(end bool) error {
 		}
 	}
 	if !end {
-		w.buf = w.buf[:0]
+		w.body.b = w.body.b[:0]
 		return nil
 	}
-	if w.bufp != nil {
-		*w.bufp = w.buf[:0]
-		h2bufs.Put(w.bufp)
-		w.buf, w.bufp = nil, nil
-	}
+	w.body.release(&h2bufs, h2BodyChunk)
 	if trailers != nil {
 		if err := c.writeHeaderBlock(st.id, true, func(enc *hpack.Encoder) {
 			encodeFields(enc, trailers, nil)
@@ -1372,7 +1375,7 @@ func (c *h2conn) awaitWindow(st *h2stream, want int) (int, error) {
 func (c *h2conn) writeHeaderBlock(id uint32, endStream bool, fill func(*hpack.Encoder)) error {
 	fill(c.henc)
 	t := c.hbuf.take()
-	defer h2release(t)
+	defer t.release(&h2bufPool, h2bufMax)
 	block := t.b
 	max := int(c.peerFrame)
 	first := true
@@ -1633,14 +1636,7 @@ func (p *h2workers) clean() {
 		time.Sleep(every)
 		p.mu.Lock()
 		p.period++
-		i := 0
-		for i < len(p.idle) && p.idle[i].period < p.period-1 {
-			i++
-		}
-		done := append([]*h2worker(nil), p.idle[:i]...)
-		n := copy(p.idle, p.idle[i:])
-		clear(p.idle[n:])
-		p.idle = p.idle[:n]
+		done := dropOldest(&p.idle, func(w *h2worker) bool { return w.period < p.period-1 })
 		p.live -= len(done)
 		last := p.live == 0
 		if last {

@@ -84,12 +84,7 @@ func (c *h2conn) proxyH2(st *h2stream, rt *route, f *http2.MetaHeadersFrame, hd 
 			h.Add(hf.Name, hf.Value)
 		}
 	}
-	if ip := c.gc.ip; ip != "" {
-		h.SetCanonical(keyXForwardedFor, sbytes(ip))
-	}
-	h.Set("X-Forwarded-Host", hd.authority) // Set removes any line break
-	h.SetCanonical(keyXForwardedProto, valueHTTPS)
-	h.SetCanonical(keyRequestID, sbytes(id))
+	setForwarded(h, c.gc.ip, id) // SetHost above removed any line break
 	var in int64
 	if st.body != nil {
 		if hd.length >= 0 {
@@ -274,9 +269,6 @@ func (c *h2conn) logH2Fast(h slog.Handler, rt *route, hd *h2head, id string, sta
 	a := accessLine{
 		id: id, client: c.remote, listener: c.s.name, route: rt.spec.Name, method: hd.method, host: hd.authority,
 		path: path, proto: "HTTP/2.0", upstream: rt.target.Host, status: status, in: in, out: out, dur: dur, tls: &c.state,
-	}
-	if _, ok := h.(*accessJSON); !ok {
-		a.id = strings.Clone(id) // a view of the stream's buffer; see logFast
 	}
 	writeAccess(h, &a)
 }

@@ -111,8 +111,9 @@ func newRoute(spec RouteSpec, lim Limits, m *metrics.Metrics) (*route, error) {
 	return rt, nil
 }
 
-// closeIdle closes the route's idle upstream connections.
-func (rt *route) closeIdle() {
+// retire closes the upstream connections of a route that is gone: the idle
+// ones now, the fast client's busy ones when their exchange ends.
+func (rt *route) retire() {
 	rt.transport.CloseIdleConnections()
 	if rt.fast != nil {
 		rt.fast.retire()

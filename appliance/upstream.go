@@ -39,7 +39,6 @@ type fastUpstream struct {
 	slots       chan struct{} // one per open connection
 	freed       chan struct{} // a connection went idle or closed
 	waiting     atomic.Int32  // requests waiting for a connection
-	bufs        *upstreamBufs // bufio readers and writers, per exchange
 	// dials counts the connections opened (a dial is rare: no shared
 	// counter is touched per exchange).
 	dials atomic.Int64
@@ -64,16 +63,12 @@ const (
 	upstreamHeaderBuffer = 64 << 10
 )
 
-// upstreamBufs pools the buffers of exchanges: an idle connection holds
+// The buffers of exchanges, drawn per exchange: an idle connection holds
 // none.
-type upstreamBufs struct {
-	r, w sync.Pool
-}
-
-var sharedUpstreamBufs = &upstreamBufs{
-	r: sync.Pool{New: func() any { return bufio.NewReaderSize(nil, upstreamHeaderBuffer) }},
-	w: sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }},
-}
+var (
+	upstreamReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, upstreamHeaderBuffer) }}
+	upstreamWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+)
 
 // fastUpstreamOK reports whether the fast client can reach an upstream:
 // plain HTTP without a base path (HTTPS upstreams keep net/http's
@@ -94,7 +89,6 @@ func newFastUpstream(u *url.URL, lim Limits, timeout time.Duration) *fastUpstrea
 		idleTimeout: upstreamIdleTimeout,
 		slots:       make(chan struct{}, maxUpstreamConns),
 		freed:       make(chan struct{}, 1),
-		bufs:        sharedUpstreamBufs,
 	}
 	f.dialer.Timeout = lim.DialTimeout
 	f.dialer.KeepAlive = 30 * time.Second
@@ -158,10 +152,6 @@ func (c *upstreamConn) touch() {
 
 // idleFor is how long c has been unused.
 func (c *upstreamConn) idleFor() time.Duration { return time.Since(c.born) - c.used }
-
-// errNoUpstreamConn is a request that found all maxUpstreamConns busy for
-// dial_timeout.
-var errNoUpstreamConn = fasthttp.ErrNoFreeConns
 
 // Do sends req to the upstream and reads its response into resp (the body
 // streamed when long, see fastUpstream). A request that failed on a pooled
@@ -238,7 +228,7 @@ func (f *fastUpstream) acquire() (c *upstreamConn, reused bool, err error) {
 			<-f.slots // a slot is free: go round and take it
 		case <-f.freed:
 		case <-timer.C:
-			return nil, false, errNoUpstreamConn
+			return nil, false, fasthttp.ErrNoFreeConns // all busy for dial_timeout
 		}
 	}
 }
@@ -295,15 +285,7 @@ func (f *fastUpstream) clean() {
 	for {
 		time.Sleep(every)
 		f.mu.Lock()
-		i := 0
-		for i < len(f.idle) && f.idle[i].idleFor() > f.idleTimeout {
-			i++
-		}
-		old := make([]*upstreamConn, i)
-		copy(old, f.idle[:i])
-		n := copy(f.idle, f.idle[i:])
-		clear(f.idle[n:])
-		f.idle = f.idle[:n]
+		old := dropOldest(&f.idle, func(c *upstreamConn) bool { return c.idleFor() > f.idleTimeout })
 		done := len(f.idle) == 0
 		if done {
 			f.cleaning = false
@@ -316,6 +298,20 @@ func (f *fastUpstream) clean() {
 			return
 		}
 	}
+}
+
+// dropOldest removes from the front of the stack *s (the oldest first) the
+// elements old holds for, up to the first it does not, and returns them.
+func dropOldest[T any](s *[]T, old func(T) bool) []T {
+	i := 0
+	for i < len(*s) && old((*s)[i]) {
+		i++
+	}
+	gone := append([]T(nil), (*s)[:i]...)
+	n := copy(*s, (*s)[i:])
+	clear((*s)[n:])
+	*s = (*s)[:n]
+	return gone
 }
 
 // retire closes the idle connections of a route that is gone; those still
@@ -336,24 +332,24 @@ func (f *fastUpstream) exchange(c *upstreamConn, req *fasthttp.Request, resp *fa
 	// The request target goes out as it came: Request.Write rebuilds it
 	// from a parsed URI only when something asked for one (req.URI()),
 	// and nothing here does.
-	bw := f.bufs.w.Get().(*bufio.Writer)
+	bw := upstreamWriters.Get().(*bufio.Writer)
 	bw.Reset(c)
 	err := req.Write(bw)
 	if err == nil {
 		err = bw.Flush()
 	}
 	bw.Reset(nil)
-	f.bufs.w.Put(bw)
+	upstreamWriters.Put(bw)
 	if err != nil {
 		f.discard(c)
 		return err
 	}
 
-	br := f.bufs.r.Get().(*bufio.Reader)
+	br := upstreamReaders.Get().(*bufio.Reader)
 	br.Reset(c)
 	stream, err := readResponse(br, req, resp)
 	if err != nil {
-		f.putReader(br)
+		putReader(br)
 		f.discard(c)
 		return err
 	}
@@ -363,7 +359,7 @@ func (f *fastUpstream) exchange(c *upstreamConn, req *fasthttp.Request, resp *fa
 		resp.StatusCode() != fasthttp.StatusSwitchingProtocols &&
 		(stream == nil || resp.Header.ContentLength() != -2) // a body until close
 	if stream == nil {
-		f.putReader(br)
+		putReader(br)
 		f.release(c, reuse)
 		return nil
 	}
@@ -373,9 +369,9 @@ func (f *fastUpstream) exchange(c *upstreamConn, req *fasthttp.Request, resp *fa
 	return nil
 }
 
-func (f *fastUpstream) putReader(br *bufio.Reader) {
+func putReader(br *bufio.Reader) {
 	br.Reset(nil)
-	f.bufs.r.Put(br)
+	upstreamReaders.Put(br)
 }
 
 // readResponse reads the response head into resp, then a short body of
@@ -450,7 +446,7 @@ func (s *upstreamStream) Close() error {
 	s.done = true
 	err := s.r.CloseBodyStream()
 	fasthttp.ReleaseResponse(s.r)
-	s.f.putReader(s.br)
+	putReader(s.br)
 	s.f.release(s.c, s.reuse && s.eof && err == nil)
 	return err
 }
