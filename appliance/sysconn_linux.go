@@ -44,6 +44,11 @@ type sysConn struct {
 	rerrno, werrno syscall.Errno
 	readFn         func(fd uintptr) bool
 	writeFn        func(fd uintptr) bool
+
+	// ahead is a request the next Read writes before it waits for the
+	// reply (sendWithRead); aheadErr is that write's failure.
+	ahead    []byte
+	aheadErr syscall.Errno
 }
 
 // newSysConn wraps c when it offers its file descriptor, and returns c
@@ -62,14 +67,45 @@ func newSysConn(c net.Conn) net.Conn {
 	return s
 }
 
+// sendWithRead hands p to the next Read, which writes it and then waits
+// for the reply, all within one wait registration: an exchange (write a
+// request, read its response) costs a write and a read, where a write then
+// a Read costs one more read, the one that finds nothing yet and sends the
+// goroutine to the poller. Waiting without that read is safe only from
+// inside the read registration (RawConn.Read clears the readiness it saw
+// before calling back), so the write is made there.
+//
+// p must stay unchanged until that Read returns; one goroutine does both,
+// as the upstream pool's exchange does. Part of p that does not fit the
+// socket's buffer is written by Read as Write would, waiting for room.
+func (c *sysConn) sendWithRead(p []byte) {
+	c.ahead = p
+}
+
 func (c *sysConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	c.rbuf, c.rn, c.rerrno = p, 0, 0
+	c.rbuf, c.rn, c.rerrno, c.aheadErr = p, 0, 0, 0
 	err := c.rc.Read(c.readFn)
+	if err == nil && c.aheadErr == 0 && len(c.ahead) > 0 {
+		// The socket's buffer is full: the rest waits for room as any
+		// write, then the reply as any read.
+		rest := c.ahead
+		c.ahead = nil
+		if _, err := c.Write(rest); err != nil {
+			c.rbuf = nil
+			return 0, err
+		}
+		err = c.rc.Read(c.readFn)
+	}
+	c.ahead = nil
+	if c.aheadErr != 0 {
+		c.rbuf = nil
+		return 0, c.opError("write", os.NewSyscallError("write", c.aheadErr))
+	}
 	n, errno := c.rn, c.rerrno
 	c.rbuf = nil
 	switch {
@@ -84,8 +120,12 @@ func (c *sysConn) Read(p []byte) (int, error) {
 }
 
 // read is RawConn's callback for Read: false sends it to wait for the
-// poller and call again.
+// poller and call again. A request handed to sendWithRead is written
+// first; once it is all out, the reply cannot be there yet, so it waits.
 func (c *sysConn) read(fd uintptr) bool {
+	if len(c.ahead) > 0 {
+		return !c.writeAhead(fd)
+	}
 	p := c.rbuf
 	for {
 		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
@@ -134,6 +174,28 @@ func (c *sysConn) write(fd uintptr) bool {
 		default:
 			c.werrno = e
 			return true
+		}
+	}
+	return true
+}
+
+// writeAhead writes what is left of c.ahead and reports whether it all
+// went out; when it did not, Read finishes it (no room) or reports
+// aheadErr.
+func (c *sysConn) writeAhead(fd uintptr) bool {
+	for len(c.ahead) > 0 {
+		p := c.ahead
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case 0:
+			c.ahead = p[r:]
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.aheadErr = e
+			c.ahead = nil
+			return false
 		}
 	}
 	return true

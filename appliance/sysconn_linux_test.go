@@ -152,3 +152,80 @@ func TestSysConnAllocations(t *testing.T) {
 		t.Fatalf("%.1f allocations per write, read and round trip, want 0", allocs)
 	}
 }
+
+// TestSysConnSendWithRead: a request handed to sendWithRead goes out once,
+// whole, with the next Read, which returns the reply; one larger than the
+// socket buffers still goes out whole; a write the peer refuses is
+// reported as a write error that errors.Is sees.
+func TestSysConnSendWithRead(t *testing.T) {
+	sc, peer := tcpPair(t)
+	echo := func(n int) <-chan []byte {
+		got := make(chan []byte, 1)
+		go func() {
+			b := make([]byte, n)
+			if _, err := io.ReadFull(peer, b); err != nil {
+				got <- nil
+				return
+			}
+			got <- b
+			peer.Write([]byte("reply"))
+		}()
+		return got
+	}
+	for _, size := range []int{100, 16 << 20} {
+		req := make([]byte, size)
+		rand.Read(req)
+		got := echo(size)
+		sc.sendWithRead(req)
+		buf := make([]byte, 64)
+		n, err := sc.Read(buf)
+		if err != nil || string(buf[:n]) != "reply" {
+			t.Fatalf("%d-byte request: read %q, %v; want the reply", size, buf[:n], err)
+		}
+		if b := <-got; !bytes.Equal(b, req) {
+			t.Fatalf("%d-byte request: the peer read %d bytes, not the request", size, len(b))
+		}
+	}
+	// Nothing was left to send twice: a plain read now waits for new bytes.
+	go peer.Write([]byte("more"))
+	buf := make([]byte, 64)
+	if n, err := sc.Read(buf); err != nil || string(buf[:n]) != "more" {
+		t.Fatalf("the read after: %q, %v; want \"more\"", buf[:n], err)
+	}
+
+	peer.(*net.TCPConn).SetLinger(0)
+	peer.Close()
+	time.Sleep(20 * time.Millisecond)
+	sc.Read(buf) // sees the reset
+	sc.sendWithRead([]byte("after the reset"))
+	_, err := sc.Read(buf)
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "write" || !(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
+		t.Fatalf("a request to a reset peer: %v; want a write error, EPIPE or ECONNRESET", err)
+	}
+}
+
+// TestSysConnSendWithReadAllocations: the exchange allocates nothing.
+func TestSysConnSendWithReadAllocations(t *testing.T) {
+	sc, peer := tcpPair(t)
+	go func() {
+		b := make([]byte, 4)
+		for {
+			if _, err := io.ReadFull(peer, b); err != nil {
+				return
+			}
+			peer.Write(b)
+		}
+	}()
+	buf := make([]byte, 64)
+	msg := []byte("ping")
+	allocs := testing.AllocsPerRun(200, func() {
+		sc.sendWithRead(msg)
+		if _, err := io.ReadFull(sc, buf[:4]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 0 {
+		t.Fatalf("%.1f allocations per exchange, want 0", allocs)
+	}
+}

@@ -114,6 +114,7 @@ type upstreamConn struct {
 	born     time.Time
 	deadline time.Duration // the read deadline armed, since born
 	used     time.Duration // the last read or write, since born
+	withRead bool          // a Write now goes out with the next Read
 }
 
 func newUpstreamConn(c net.Conn, timeout time.Duration) *upstreamConn {
@@ -127,8 +128,16 @@ func armSlack(timeout time.Duration) time.Duration {
 
 func (c *upstreamConn) Write(b []byte) (int, error) {
 	c.touch()
+	if sw, ok := c.Conn.(withReader); ok && c.withRead {
+		sw.sendWithRead(b)
+		return len(b), nil
+	}
 	return c.Conn.Write(b)
 }
+
+// withReader is a connection that can write a request with the read of
+// its reply (sysConn's sendWithRead).
+type withReader interface{ sendWithRead(p []byte) }
 
 func (c *upstreamConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
@@ -332,14 +341,18 @@ func (f *fastUpstream) exchange(c *upstreamConn, req *fasthttp.Request, resp *fa
 	// The request target goes out as it came: Request.Write rebuilds it
 	// from a parsed URI only when something asked for one (req.URI()),
 	// and nothing here does.
+	//
+	// The request's last buffer goes out with the response's first read
+	// (sendWithRead), so bw is kept until that read is made.
 	bw := upstreamWriters.Get().(*bufio.Writer)
+	defer putWriter(bw)
 	bw.Reset(c)
 	err := req.Write(bw)
 	if err == nil {
+		c.withRead = true
 		err = bw.Flush()
+		c.withRead = false
 	}
-	bw.Reset(nil)
-	upstreamWriters.Put(bw)
 	if err != nil {
 		f.discard(c)
 		return err
@@ -367,6 +380,11 @@ func (f *fastUpstream) exchange(c *upstreamConn, req *fasthttp.Request, resp *fa
 	// as read: SetBodyStream sets the same.
 	resp.SetBodyStream(&upstreamStream{f: f, c: c, br: br, r: stream, reuse: reuse}, resp.Header.ContentLength())
 	return nil
+}
+
+func putWriter(bw *bufio.Writer) {
+	bw.Reset(nil)
+	upstreamWriters.Put(bw)
 }
 
 func putReader(br *bufio.Reader) {
