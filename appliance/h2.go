@@ -66,6 +66,7 @@ type h2conn struct {
 	idle      time.Duration
 	maxHeader int           // the header list size answered with 431 above it
 	fr        *http2.Framer // read side: the serve goroutine; write side: under mu
+	blk       *h2block      // the serve goroutine's
 
 	mu         sync.Mutex
 	cond       sync.Cond // flow-control window grew, a stream ended, or the connection failed
@@ -141,12 +142,13 @@ func (e *Engine) serveH2(s *server, tc h2Transport, state tls.ConnectionState, g
 	c.cond.L = &c.mu
 	c.fr = http2.NewFramer(&c.out, tc)
 	c.fr.SetMaxReadFrameSize(h2MaxFrame)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	// The Framer refuses (as a connection error) a single field longer than
-	// its limit; the engine's own, checked in request, answers 431 like
-	// HTTP/1.1, so the Framer's is set well above it.
+	// Header blocks are assembled by h2block, not the Framer. A field
+	// longer than the list limit is refused (as a connection error); the
+	// engine's own limit, checked in request, answers 431 like HTTP/1.1,
+	// so the list limit is set well above it.
 	c.maxHeader = lim.MaxHeaderBytes
 	c.fr.MaxHeaderListSize = uint32(min(4*lim.MaxHeaderBytes, 1<<20))
+	c.blk = newH2Block(c.fr.MaxHeaderListSize)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	if !s.h2conns.add(c) {
 		tc.Close()
@@ -227,6 +229,9 @@ func (c *h2conn) serve(prefaceTimeout time.Duration) error {
 			c.mu.Lock()
 			c.idleCheck()
 			c.mu.Unlock()
+		}
+		if hf, ok := f.(*http2.HeadersFrame); ok && err == nil {
+			f, err = c.blk.read(c.fr, hf)
 		}
 		if err == nil {
 			err = c.frame(f)
@@ -315,7 +320,7 @@ func (c *h2conn) frame(f http2.Frame) error {
 	case *http2.PushPromiseFrame:
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	case *http2.HeadersFrame, *http2.ContinuationFrame:
-		// The Framer assembles header blocks into MetaHeadersFrames.
+		// serve assembles header blocks into MetaHeadersFrames.
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	return nil // unknown frame types are ignored (RFC 9113 §5.5)
