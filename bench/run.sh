@@ -527,10 +527,16 @@ side_by_side() {
 floor_run() {
 	PORT[relay-fasthttp]=18463
 	PORT[relay-bytes]=18464
-	local peers=(nginx sealgate relay-fasthttp relay-bytes) p m r
-	start nginx off
-	start sealgate off
-	for m in fasthttp bytes; do
+	local peers=(nginx sealgate relay-fasthttp relay-bytes) p m r logs=off relays=(fasthttp bytes) suffix=""
+	# FLOOR_LOG=1: nginx and sealgate with their access logs on (scenario
+	# 1b), without the relays, which have none.
+	if [ "${FLOOR_LOG:-0}" = 1 ]; then
+		logs=on relays=() suffix=-log
+		peers=(nginx sealgate)
+	fi
+	start nginx $logs
+	start sealgate $logs
+	for m in "${relays[@]}"; do
 		GOMAXPROCS=1 taskset -c $PROXY_CPU "$SGBENCH" relay -mode $m -listen "127.0.0.1:${PORT[relay-$m]}" \
 			-upstream "127.0.0.1:$UPPORT" -cert "$WORK/cert.pem" -key "$WORK/key.pem" 2>"$WORK/relay-$m.out" &
 		PID[relay-$m]=$!
@@ -551,17 +557,20 @@ floor_run() {
 		side_by_side h2 "floor-h2.$r" nginx sealgate | awk -v r="$r" '{ print r "\t" $0 }' >>"$h2tsv"
 	done
 	local out
-	out=$RESULTS/$(date -u +%Y-%m-%d)-$(hostname)-floor.md
+	out=$RESULTS/$(date -u +%Y-%m-%d)-$(hostname)-floor$suffix.md
 	{
 		echo "# Floor: sealgate against Go reference relays ($(date -u +%Y-%m-%d), $(hostname))"
 		echo
-		echo "Scenario 1's request (1 KiB JSON, HTTP/1.1 keep-alive) served by four processes at the same time on"
+		echo "Scenario 1's request (1 KiB JSON, HTTP/1.1 keep-alive) served by ${#peers[@]} processes at the same time on"
 		echo "core $PROXY_CPU, one \`wrk -t1 -c16\` each on core $LOAD_CPU, $ROUNDS rounds of ${DUR}s; per core = requests /"
 		echo "CPU seconds of the process; ratios to nginx per round, then the median (min–max)."
+		if [ $logs = on ]; then
+			echo "Access logs on: nginx's combined format to a file, sealgate's JSON lines on stdout to a file."
+		fi
 		echo
 		echo "| Process | What it does | req/s per core (median) | CPU used | ratio to nginx |"
 		echo "|---|---|---:|---:|---:|"
-		floor_table "$tsv" nginx sealgate relay-fasthttp relay-bytes
+		floor_table "$tsv" "${peers[@]}"
 		echo
 		echo "The same side by side over h2 (scenario 2's request; \`h2load -t1 -c4 -m8\` each), nginx and sealgate only:"
 		echo

@@ -43,6 +43,7 @@ type Options struct {
 
 // Daemon is one running sealgate.
 type Daemon struct {
+	out     *logWriter // the log's and the access log's output; Run closes it
 	opts    Options
 	log     *slog.Logger
 	level   *slog.LevelVar
@@ -86,14 +87,16 @@ func New(o Options) (*Daemon, error) {
 	}
 	lv := new(slog.LevelVar)
 	lv.Set(parseLevel(cfg.Daemon.LogLevel))
-	// The log and the access log share the output, one whole line per write.
-	out := &lockedWriter{w: o.Stdout}
+	// The log and the access log share the output, whole lines.
+	out := newLogWriter(o.Stdout)
 	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: lv}))
 	prof, err := cpu.NewProfile(cpu.Detect(), cfg.Crypto.AEAD)
 	if err != nil {
+		out.Close()
 		return nil, err
 	}
 	d := &Daemon{
+		out:        out,
 		opts:       o,
 		log:        log.With("component", "daemon"),
 		level:      lv,
@@ -115,9 +118,11 @@ func New(o Options) (*Daemon, error) {
 		access = appliance.NewAccessLogger(out, lv)
 	}
 	if err := os.MkdirAll(cfg.Daemon.StateDir, 0o700); err != nil {
+		out.Close()
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
 	if err := d.initExtensions(cfg, log); err != nil {
+		out.Close()
 		return nil, err
 	}
 	d.engine = appliance.New(appliance.Options{
@@ -173,6 +178,7 @@ func (d *Daemon) Config() *config.Config {
 
 // Run serves until ctx ends or SIGTERM/SIGINT arrives, then drains.
 func (d *Daemon) Run(ctx context.Context) error {
+	defer d.out.Close() // every line out before the process ends
 	cfg := d.Config()
 	spec, err := d.buildSpec(cfg)
 	if err != nil {
@@ -398,17 +404,4 @@ func (d *Daemon) closeAdmin(ctx context.Context) {
 		// Closing the listener unlinks the socket path it created.
 		a.close(ctx)
 	}
-}
-
-// lockedWriter serialises writes to w: the log and the access log share it,
-// and each writes whole lines, never parts of two.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
