@@ -73,9 +73,12 @@ type h2conn struct {
 	out        h2buf     // frames not yet written
 	hbuf       h2buf     // the header block being encoded
 	henc       *hpack.Encoder
-	fastVals   h2Values   // the previous fast response's values, for encodeFast
-	updated    bool       // a WINDOW_UPDATE waits in out
-	wmu        sync.Mutex // serializes writes to tc; taken under mu, held without it
+	fastVals   h2Values      // the previous fast response's values, for encodeFast
+	updated    bool          // a WINDOW_UPDATE waits in out
+	flushing   bool          // a handler yields and then flushes out (flushSoon)
+	wmu        sync.Mutex    // serializes writes to tc; taken under mu, held without it
+	born       time.Time     // the write deadline is kept relative to it (under wmu)
+	wdeadline  time.Duration // the write deadline armed, since born (under wmu)
 	streams    map[uint32]*h2stream
 	maxID      uint32 // highest stream id the client opened
 	handlers   int    // handler goroutines running
@@ -134,6 +137,7 @@ func (e *Engine) serveH2(s *server, tc h2Transport, state tls.ConnectionState, g
 		remote:     tc.RemoteAddr().String(),
 		idle:       lim.IdleTimeout,
 		streams:    make(map[uint32]*h2stream),
+		born:       time.Now(),
 		sendWindow: 65535,
 		recvWindow: h2ConnWindow,
 		peerWindow: 65535,
@@ -877,7 +881,7 @@ func (c *h2conn) flushLocked() error {
 	t := c.out.take()
 	c.wmu.Lock()
 	c.mu.Unlock()
-	c.tc.SetWriteDeadline(time.Now().Add(h2WriteTimeout))
+	c.armWrite()
 	_, err := c.tc.Write(t.b)
 	c.wmu.Unlock()
 	c.mu.Lock()
@@ -888,6 +892,20 @@ func (c *h2conn) flushLocked() error {
 		c.tc.SetReadDeadline(time.Now())
 	}
 	return err
+}
+
+// armWrite gives the write about to start at least h2WriteTimeout. Moving
+// a deadline costs a timer update, so it is armed with slack and moved only
+// once less than the timeout is left: a busy connection re-arms four times
+// a second at most, where it did for every flush (as upstreamConn does for
+// its reads). Called under wmu.
+func (c *h2conn) armWrite() {
+	now := time.Since(c.born)
+	if c.wdeadline-now >= h2WriteTimeout {
+		return
+	}
+	c.wdeadline = now + h2WriteTimeout + armSlack(h2WriteTimeout)
+	c.tc.SetWriteDeadline(c.born.Add(c.wdeadline))
 }
 
 // giveBack returns n bytes of receive window (the stream's too, when st is
@@ -964,17 +982,22 @@ const h2FlushAt = 32 << 10
 const h2WriteTimeout = 30 * time.Second
 
 // flushSoon flushes what finished responses left in the buffer, after
-// letting other ready handlers add theirs: one write for all of them.
+// letting other ready handlers add theirs: one write for all of them. The
+// first handler to find output waiting yields and flushes; those that
+// finish while it yields leave theirs to it and return at once, instead of
+// each yielding in turn.
 func (c *h2conn) flushSoon() {
 	c.mu.Lock()
-	pending := len(c.out.b) > 0
-	c.mu.Unlock()
-	if !pending {
+	if len(c.out.b) == 0 || c.flushing {
+		c.mu.Unlock()
 		return
 	}
+	c.flushing = true
+	c.mu.Unlock()
 	runtime.Gosched()
 	c.mu.Lock()
-	c.flushLocked() // nothing to do if another handler flushed meanwhile
+	c.flushing = false
+	c.flushLocked() // nothing to do if another write took it meanwhile
 	c.mu.Unlock()
 }
 
