@@ -2,26 +2,33 @@ package daemon
 
 import (
 	"io"
-	"runtime"
 	"sync"
+	"time"
 )
 
 // logPendingMax bounds the lines waiting for the output: past it, a line
 // waits for room (nothing is dropped), as a blocking write would.
 const logPendingMax = 1 << 20
 
+// The writer lets lines gather for logGather before it writes, unless
+// logBatch bytes are already pending: lines reach the output within about
+// a millisecond, and a busy engine writes a few dozen of them per write.
+const (
+	logBatch  = 32 << 10
+	logGather = time.Millisecond
+)
+
 // logWriter is the output the log and the access log share. A line is
 // copied to a pending buffer, and one goroutine writes what is pending:
 // requests wait for a copy, not for the output (a file on a disk being
-// written back, a pipe to journald), and the lines of all requests that
-// finish in the same scheduling round go out in one write(2), where a
-// write per line cost a system call per request (Envoy writes its access
-// logs from a flush thread for the same reasons). Each line is whole in
-// the output, never mixed with another.
+// written back, a pipe to journald), and the lines gathered over a
+// millisecond go out in one write(2), where a write per line cost a system
+// call (and, to a file, a journalled inode update) per request. Envoy
+// writes its access logs from a flush thread for the same reasons. Each
+// line is whole in the output, never mixed with another.
 //
-// The cost: lines still pending when the process dies abruptly are lost;
-// that is what finished in the last scheduling round, since the writer
-// runs as soon as the round ends. Close writes everything first.
+// The cost: lines still pending when the process dies abruptly are lost,
+// about the last millisecond's. Close writes everything first.
 type logWriter struct {
 	w io.Writer
 
@@ -72,9 +79,13 @@ func (l *logWriter) Write(p []byte) (int, error) {
 func (l *logWriter) run() {
 	defer close(l.done)
 	for range l.wake {
-		// Let the requests that are ready run first and add their lines:
-		// one write for the round.
-		runtime.Gosched()
+		// Let lines gather for a moment: one write for many.
+		l.mu.Lock()
+		short := len(l.pending) < logBatch && !l.closed
+		l.mu.Unlock()
+		if short {
+			time.Sleep(logGather)
+		}
 		l.mu.Lock()
 		b := l.pending
 		l.pending, l.spare = l.spare[:0], nil
