@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -63,7 +64,7 @@ func writeAccess(h slog.Handler, a *accessLine) {
 // a.record(t) with the attribute log=access, newline included.
 func appendAccessJSON(b []byte, t time.Time, a *accessLine) []byte {
 	b = append(b, `{"time":"`...)
-	b = t.AppendFormat(b, time.RFC3339Nano)
+	b = appendTime(b, t)
 	b = append(b, `","level":"INFO","msg":"access","log":"access","request_id":`...)
 	b = appendJSONString(b, a.id)
 	b = append(b, `,"client":`...)
@@ -85,7 +86,7 @@ func appendAccessJSON(b []byte, t time.Time, a *accessLine) []byte {
 	b = append(b, `,"bytes_out":`...)
 	b = strconv.AppendInt(b, a.out, 10)
 	b = append(b, `,"duration_ms":`...)
-	b = appendJSONFloat(b, float64(a.dur.Microseconds())/1000)
+	b = appendMillis(b, a.dur.Microseconds())
 	b = append(b, `,"proto":`...)
 	b = appendJSONString(b, a.proto)
 	b = append(b, `,"sealed":`...)
@@ -111,8 +112,17 @@ func appendAccessJSON(b []byte, t time.Time, a *accessLine) []byte {
 func appendJSONString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
+	// Most values need no escaping: one table lookup a byte finds that.
+	i := 0
+	for i < len(s) && jsonPlain[s[i]] {
+		i++
+	}
+	if i == len(s) {
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	start := 0
-	for i := 0; i < len(s); {
+	for i < len(s) {
 		if c := s[i]; c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
 				i++
@@ -153,6 +163,72 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// clockCache is one second's formatted date and clock and its zone, for
+// appendTime.
+type clockCache struct {
+	sec        int64
+	loc        *time.Location
+	head, zone []byte
+}
+
+var lastClock atomic.Pointer[clockCache]
+
+// appendTime appends t as t.AppendFormat(b, time.RFC3339Nano) does; the
+// date, clock and zone are formatted once a second (the offset cannot
+// change within a second), the fraction for each line.
+func appendTime(b []byte, t time.Time) []byte {
+	sec, loc := t.Unix(), t.Location()
+	c := lastClock.Load()
+	if c == nil || c.sec != sec || c.loc != loc {
+		c = &clockCache{sec: sec, loc: loc,
+			head: t.AppendFormat(nil, "2006-01-02T15:04:05"), zone: t.AppendFormat(nil, "Z07:00")}
+		lastClock.Store(c)
+	}
+	b = append(b, c.head...)
+	if ns := t.Nanosecond(); ns != 0 {
+		// ".999999999": nine digits, trailing zeros dropped.
+		var d [10]byte
+		d[0] = '.'
+		for i := 9; i >= 1; i-- {
+			d[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for d[n-1] == '0' {
+			n--
+		}
+		b = append(b, d[:n]...)
+	}
+	return append(b, c.zone...)
+}
+
+// appendMillis appends us microseconds as milliseconds, as appendJSONFloat
+// writes float64(us)/1000: for a duration under three years that is the
+// exact decimal (at most 14 significant digits, which a float64 keeps), so
+// it is written from the integer.
+func appendMillis(b []byte, us int64) []byte {
+	if us < 0 || us >= 1e14 {
+		return appendJSONFloat(b, float64(us)/1000)
+	}
+	b = strconv.AppendInt(b, us/1000, 10)
+	if f := us % 1000; f != 0 {
+		b = append(b, '.', byte('0'+f/100), byte('0'+f/10%10), byte('0'+f%10))
+		for b[len(b)-1] == '0' {
+			b = b[:len(b)-1]
+		}
+	}
+	return b
+}
+
+// jsonPlain marks the bytes appendJSONString copies as they are: printable
+// ASCII but the quote and the backslash.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // appendJSONFloat appends f as encoding/json writes a float64 (which is
 // what slog's JSON handler calls for one).

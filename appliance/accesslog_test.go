@@ -80,3 +80,26 @@ func BenchmarkAccessLine(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestAccessTimeAndMillis: the cached clock gives what time.RFC3339Nano
+// formatting gives, within a second and across seconds and zones, and the
+// integer milliseconds what the float encoding gives.
+func TestAccessTimeAndMillis(t *testing.T) {
+	zones := []*time.Location{time.UTC, time.Local, time.FixedZone("a", 3600), time.FixedZone("b", -(5*3600 + 30*60))}
+	base := time.Date(2026, 11, 27, 20, 35, 23, 0, time.UTC)
+	for _, loc := range zones {
+		for _, off := range []time.Duration{0, 100, 123456789, 999999999, time.Second, time.Second + 10, -1, 24 * time.Hour} {
+			for range 2 { // the second from the cache
+				tm := base.Add(off).In(loc)
+				if got, want := appendTime(nil, tm), tm.AppendFormat(nil, time.RFC3339Nano); !bytes.Equal(got, want) {
+					t.Fatalf("%v: %s, want %s", tm, got, want)
+				}
+			}
+		}
+	}
+	for _, us := range []int64{0, 1, 10, 100, 999, 1000, 1001, 1010, 1100, 1500, 123456789, 1e14 - 1, 1e14, -1, -1500, 1 << 62} {
+		if got, want := appendMillis(nil, us), appendJSONFloat(nil, float64(us)/1000); !bytes.Equal(got, want) {
+			t.Fatalf("%d µs: %s, want %s", us, got, want)
+		}
+	}
+}
