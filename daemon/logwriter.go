@@ -10,25 +10,31 @@ import (
 // waits for room (nothing is dropped), as a blocking write would.
 const logPendingMax = 1 << 20
 
-// The writer lets lines gather for logGather before it writes, unless
-// logBatch bytes are already pending: lines reach the output within about
-// a millisecond, and a busy engine writes a few dozen of them per write.
+// The writer lets lines gather for up to logGather, or until logBatch
+// bytes are pending, before it writes. The batches are this large because
+// of Go's system monitor: a file write is an ordinary system call, and an
+// ordinary system call made while the monitor sleeps (the engine's socket
+// calls are raw and do not count) wakes it and sets it polling every 20 µs
+// for a while. Writing every millisecond kept it polling and cost a quarter
+// of the engine's CPU per request side by side with nginx under scenario
+// 1b's load (perf: runtime.sysmon and its nanosleeps); at these sizes it is
+// a few writes a second.
 const (
-	logBatch  = 32 << 10
-	logGather = time.Millisecond
+	logBatch  = 256 << 10
+	logGather = 100 * time.Millisecond
 )
 
 // logWriter is the output the log and the access log share. A line is
 // copied to a pending buffer, and one goroutine writes what is pending:
 // requests wait for a copy, not for the output (a file on a disk being
-// written back, a pipe to journald), and the lines gathered over a
-// millisecond go out in one write(2), where a write per line cost a system
-// call (and, to a file, a journalled inode update) per request. Envoy
-// writes its access logs from a flush thread for the same reasons. Each
-// line is whole in the output, never mixed with another.
+// written back, a pipe to journald), and the lines gathered over up to
+// 100 ms go out in one write(2), where a write per line cost a system call
+// (and, to a file, a journalled inode update) per request. Envoy writes its
+// access logs from a flush thread, by default once a second, for the same
+// reasons. Each line is whole in the output, never mixed with another.
 //
 // The cost: lines still pending when the process dies abruptly are lost,
-// about the last millisecond's. Close writes everything first.
+// at most the last 100 ms's. Close writes everything first.
 type logWriter struct {
 	w io.Writer
 
@@ -39,11 +45,12 @@ type logWriter struct {
 	started bool
 	closed  bool
 	wake    chan struct{} // capacity 1: lines are pending
+	full    chan struct{} // capacity 1: a batch is pending, or Close; write now
 	done    chan struct{} // closed when the writer has stopped
 }
 
 func newLogWriter(w io.Writer) *logWriter {
-	l := &logWriter{w: w, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	l := &logWriter{w: w, wake: make(chan struct{}, 1), full: make(chan struct{}, 1), done: make(chan struct{})}
 	l.room.L = &l.mu
 	return l
 }
@@ -67,10 +74,11 @@ func (l *logWriter) Write(p []byte) (int, error) {
 		go l.run()
 	}
 	l.pending = append(l.pending, p...)
+	full := len(l.pending) >= logBatch
 	l.mu.Unlock()
-	select {
-	case l.wake <- struct{}{}:
-	default: // already woken; it takes these lines too
+	notify1(l.wake) // if already woken, it takes these lines too
+	if full {
+		notify1(l.full)
 	}
 	return len(p), nil
 }
@@ -78,13 +86,20 @@ func (l *logWriter) Write(p []byte) (int, error) {
 // run writes what is pending until Close.
 func (l *logWriter) run() {
 	defer close(l.done)
+	gather := time.NewTimer(logGather)
+	gather.Stop()
 	for range l.wake {
-		// Let lines gather for a moment: one write for many.
+		// Let lines gather: one write for many.
 		l.mu.Lock()
 		short := len(l.pending) < logBatch && !l.closed
 		l.mu.Unlock()
 		if short {
-			time.Sleep(logGather)
+			gather.Reset(logGather)
+			select {
+			case <-l.full:
+			case <-gather.C:
+			}
+			gather.Stop()
 		}
 		l.mu.Lock()
 		b := l.pending
@@ -122,10 +137,16 @@ func (l *logWriter) Close() error {
 		close(l.done)
 		return nil
 	}
-	select {
-	case l.wake <- struct{}{}:
-	default:
-	}
+	notify1(l.wake)
+	notify1(l.full)
 	<-l.done
 	return nil
+}
+
+// notify1 sends on a channel of capacity 1 unless a signal already waits.
+func notify1(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
 }

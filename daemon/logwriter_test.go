@@ -138,3 +138,22 @@ func TestLogWriterAfterClose(t *testing.T) {
 	l.Close()
 	newLogWriter(g).Close()
 }
+
+// TestLogWriterLoneLineGoesOut: a single line, with nothing else coming
+// and no Close, still reaches the output, after about logGather.
+func TestLogWriterLoneLineGoesOut(t *testing.T) {
+	g := &gatedWriter{}
+	l := newLogWriter(g)
+	defer l.Close()
+	start := time.Now()
+	l.Write([]byte("alone\n"))
+	for {
+		if lines := g.lines(); lines[0] == "alone" {
+			break
+		}
+		if time.Since(start) > 10*logGather {
+			t.Fatalf("a lone line was not written within %v", 10*logGather)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
