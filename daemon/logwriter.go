@@ -15,10 +15,10 @@ const logPendingMax = 1 << 20
 // of Go's system monitor: a file write is an ordinary system call, and an
 // ordinary system call made while the monitor sleeps (the engine's socket
 // calls are raw and do not count) wakes it and sets it polling every 20 µs
-// for a while. Writing every millisecond kept it polling and cost a quarter
-// of the engine's CPU per request side by side with nginx under scenario
-// 1b's load (perf: runtime.sysmon and its nanosleeps); at these sizes it is
-// a few writes a second.
+// for a while. Writing every millisecond kept it polling: with access logs
+// on, the engine spent 25–28 % more CPU per request than with them off
+// (perf: runtime.sysmon and its nanosleeps); at these sizes it is 3–6 %
+// (nginx's own logs cost it 4–6 %).
 const (
 	logBatch  = 256 << 10
 	logGather = 100 * time.Millisecond
