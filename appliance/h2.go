@@ -77,8 +77,7 @@ type h2conn struct {
 	updated    bool          // a WINDOW_UPDATE waits in out
 	flushing   bool          // a handler yields and then flushes out (flushSoon)
 	wmu        sync.Mutex    // serializes writes to tc; taken under mu, held without it
-	born       time.Time     // the write deadline is kept relative to it (under wmu)
-	wdeadline  time.Duration // the write deadline armed, since born (under wmu)
+	wdeadline  slackDeadline // under wmu
 	streams    map[uint32]*h2stream
 	maxID      uint32 // highest stream id the client opened
 	handlers   int    // handler goroutines running
@@ -137,7 +136,7 @@ func (e *Engine) serveH2(s *server, tc h2Transport, state tls.ConnectionState, g
 		remote:     tc.RemoteAddr().String(),
 		idle:       lim.IdleTimeout,
 		streams:    make(map[uint32]*h2stream),
-		born:       time.Now(),
+		wdeadline:  slackDeadline{born: time.Now()},
 		sendWindow: 65535,
 		recvWindow: h2ConnWindow,
 		peerWindow: 65535,
@@ -894,18 +893,13 @@ func (c *h2conn) flushLocked() error {
 	return err
 }
 
-// armWrite gives the write about to start at least h2WriteTimeout. Moving
-// a deadline costs a timer update, so it is armed with slack and moved only
-// once less than the timeout is left: a busy connection re-arms four times
-// a second at most, where it did for every flush (as upstreamConn does for
-// its reads). Called under wmu.
+// armWrite gives the write about to start at least h2WriteTimeout, moving
+// the deadline only when less is left (slackDeadline), where it was moved
+// for every flush. Called under wmu.
 func (c *h2conn) armWrite() {
-	now := time.Since(c.born)
-	if c.wdeadline-now >= h2WriteTimeout {
-		return
+	if t, ok := c.wdeadline.extend(time.Since(c.wdeadline.born), h2WriteTimeout); ok {
+		c.tc.SetWriteDeadline(t)
 	}
-	c.wdeadline = now + h2WriteTimeout + armSlack(h2WriteTimeout)
-	c.tc.SetWriteDeadline(c.born.Add(c.wdeadline))
 }
 
 // giveBack returns n bytes of receive window (the stream's too, when st is

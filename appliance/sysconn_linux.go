@@ -90,25 +90,23 @@ func (c *sysConn) Read(p []byte) (int, error) {
 	defer c.rmu.Unlock()
 	c.rbuf, c.rn, c.rerrno, c.aheadErr = p, 0, 0, 0
 	err := c.rc.Read(c.readFn)
+	var werr error
 	if err == nil && c.aheadErr == 0 && len(c.ahead) > 0 {
 		// The socket's buffer is full: the rest waits for room as any
 		// write, then the reply as any read.
 		rest := c.ahead
 		c.ahead = nil
-		if _, err := c.Write(rest); err != nil {
-			c.rbuf = nil
-			return 0, err
+		if _, werr = c.Write(rest); werr == nil {
+			err = c.rc.Read(c.readFn)
 		}
-		err = c.rc.Read(c.readFn)
 	}
-	c.ahead = nil
-	if c.aheadErr != 0 {
-		c.rbuf = nil
-		return 0, c.opError("write", os.NewSyscallError("write", c.aheadErr))
-	}
-	n, errno := c.rn, c.rerrno
-	c.rbuf = nil
+	n, errno, aheadErr := c.rn, c.rerrno, c.aheadErr
+	c.rbuf, c.ahead = nil, nil
 	switch {
+	case werr != nil:
+		return 0, werr
+	case aheadErr != 0:
+		return 0, c.opError("write", os.NewSyscallError("write", aheadErr))
 	case err != nil:
 		return 0, c.opError("read", err)
 	case errno != 0:

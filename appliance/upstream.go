@@ -99,26 +99,43 @@ func newFastUpstream(u *url.URL, lim Limits, timeout time.Duration) *fastUpstrea
 // read deadline (time to the response), and every read that returns data
 // re-arms it, so a silent gap longer than the route's upstream timeout
 // aborts the exchange (nginx's proxy_read_timeout), while a long response
-// that keeps flowing is not cut.
-//
-// Moving a deadline costs a timer update, so it is armed with some slack
-// (armSlack) and moved only once less than the timeout is left: a connection
-// exchanging often re-arms a few times a second at most, and every silence
-// is bounded by the timeout plus that slack. Times are kept as durations
-// since the dial: time.Since reads only the monotonic clock, time.Now reads
-// the wall clock too.
+// that keeps flowing is not cut. The deadline is a slackDeadline: moved a
+// few times a second at most.
 type upstreamConn struct {
 	net.Conn
 	timeout  time.Duration
-	slack    time.Duration
-	born     time.Time
-	deadline time.Duration // the read deadline armed, since born
-	used     time.Duration // the last read or write, since born
+	deadline slackDeadline
+	used     time.Duration // the last read or write, since deadline.born
+	ahead    withReader    // the connection, when it can send with a read
 	withRead bool          // a Write now goes out with the next Read
 }
 
 func newUpstreamConn(c net.Conn, timeout time.Duration) *upstreamConn {
-	return &upstreamConn{Conn: c, timeout: timeout, slack: armSlack(timeout), born: time.Now()}
+	uc := &upstreamConn{Conn: c, timeout: timeout, deadline: slackDeadline{born: time.Now()}}
+	uc.ahead, _ = c.(withReader)
+	return uc
+}
+
+// slackDeadline is a deadline that leaves at least a timeout after each
+// use. Moving a deadline costs a timer update, so it is armed with some
+// slack (armSlack) and moved only once less than the timeout is left: a
+// busy connection re-arms a few times a second at most, and every wait is
+// bounded by the timeout plus that slack. Times are kept as durations since
+// born: time.Since reads only the monotonic clock, time.Now reads the wall
+// clock too.
+type slackDeadline struct {
+	born time.Time
+	at   time.Duration // the deadline armed, since born
+}
+
+// extend returns the deadline to arm so that timeout is left after now (a
+// duration since born), and false when the one armed leaves enough.
+func (d *slackDeadline) extend(now, timeout time.Duration) (time.Time, bool) {
+	if d.at-now >= timeout {
+		return time.Time{}, false
+	}
+	d.at = now + timeout + armSlack(timeout)
+	return d.born.Add(d.at), true
 }
 
 // armSlack is how much later than the timeout a silence may be cut.
@@ -128,8 +145,8 @@ func armSlack(timeout time.Duration) time.Duration {
 
 func (c *upstreamConn) Write(b []byte) (int, error) {
 	c.touch()
-	if sw, ok := c.Conn.(withReader); ok && c.withRead {
-		sw.sendWithRead(b)
+	if c.withRead && c.ahead != nil {
+		c.ahead.sendWithRead(b)
 		return len(b), nil
 	}
 	return c.Conn.Write(b)
@@ -150,17 +167,14 @@ func (c *upstreamConn) Read(b []byte) (int, error) {
 // touch records a read or write and makes sure at least the timeout is
 // left before the read deadline.
 func (c *upstreamConn) touch() {
-	now := time.Since(c.born)
-	c.used = now
-	if c.deadline-now >= c.timeout {
-		return
+	c.used = time.Since(c.deadline.born)
+	if t, ok := c.deadline.extend(c.used, c.timeout); ok {
+		c.Conn.SetReadDeadline(t)
 	}
-	c.deadline = now + c.timeout + c.slack
-	c.Conn.SetReadDeadline(c.born.Add(c.deadline))
 }
 
 // idleFor is how long c has been unused.
-func (c *upstreamConn) idleFor() time.Duration { return time.Since(c.born) - c.used }
+func (c *upstreamConn) idleFor() time.Duration { return time.Since(c.deadline.born) - c.used }
 
 // Do sends req to the upstream and reads its response into resp (the body
 // streamed when long, see fastUpstream). A request that failed on a pooled

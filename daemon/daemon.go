@@ -85,16 +85,19 @@ func New(o Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	lv := new(slog.LevelVar)
-	lv.Set(parseLevel(cfg.Daemon.LogLevel))
-	// The log and the access log share the output, whole lines.
-	out := newLogWriter(o.Stdout)
-	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: lv}))
 	prof, err := cpu.NewProfile(cpu.Detect(), cfg.Crypto.AEAD)
 	if err != nil {
-		out.Close()
 		return nil, err
 	}
+	if err := os.MkdirAll(cfg.Daemon.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	lv := new(slog.LevelVar)
+	lv.Set(parseLevel(cfg.Daemon.LogLevel))
+	// The log and the access log share the output, whole lines; from here
+	// a failure closes it, so what was logged is written.
+	out := newLogWriter(o.Stdout)
+	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: lv}))
 	d := &Daemon{
 		out:        out,
 		opts:       o,
@@ -116,10 +119,6 @@ func New(o Options) (*Daemon, error) {
 	var access *slog.Logger
 	if cfg.Daemon.AccessLog == "stdout" {
 		access = appliance.NewAccessLogger(out, lv)
-	}
-	if err := os.MkdirAll(cfg.Daemon.StateDir, 0o700); err != nil {
-		out.Close()
-		return nil, fmt.Errorf("state directory: %w", err)
 	}
 	if err := d.initExtensions(cfg, log); err != nil {
 		out.Close()
